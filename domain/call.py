@@ -1,0 +1,590 @@
+"""A call's lifecycle: one conversation from offer to survey.
+
+The Call aggregate's id is the conversation id; it runs from the IVR through
+queues, agent legs, transfers and conference to wrap-up, survey and the work
+orders linked to it. Public methods check invariants and raise domain errors;
+the private ``@event`` methods only record what happened (they are replayed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain.base import LianxinAggregate, require_aware, require_text, stable_id
+from domain.errors import InvalidValue, InvariantViolation
+
+
+class CallState(str, Enum):
+    OFFERED = "offered"
+    IVR = "ivr"
+    QUEUED = "queued"
+    RINGING = "ringing"  # an agent's phone is alerting
+    CONNECTED = "connected"
+    HELD = "held"
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+
+
+LIVE_STATES = {CallState.OFFERED, CallState.IVR, CallState.QUEUED, CallState.RINGING,
+               CallState.CONNECTED, CallState.HELD}
+TERMINAL_STATES = {CallState.ENDED, CallState.ABANDONED}
+
+HANGUP_PARTIES = {"caller", "agent", "system", "supervisor", "transfer"}
+TRANSFER_KINDS = {"blind", "attended"}
+TRANSFER_TARGETS = {"queue", "agent", "ivr", "external"}
+MONITOR_MODES = {"listen", "whisper", "barge"}
+RING_OUTCOMES = {"no_answer", "busy", "unavailable", "rejected", "canceled"}
+
+
+def call_id_for(external_id: str) -> UUID:
+    """Conversation id derived from the telephony id: a retried offer collides."""
+    return stable_id("call", external_id)
+
+
+class Call(LianxinAggregate):
+    """One conversation. See docs/events.md for the event catalogue."""
+
+    @event("Offered")
+    def __init__(
+        self,
+        *,
+        external_id: str,
+        dialed_number: str,
+        trunk: str,
+        direction: str,
+        caller_hash: str,
+        pii: dict[str, Any],
+        occurred_at: datetime,
+        command_id: str | None,
+        actor: str | None,
+    ) -> None:
+        self.external_id = external_id
+        self.dialed_number = dialed_number
+        self.trunk = trunk
+        self.direction = direction
+        self.caller_hash = caller_hash
+        self.state = CallState.OFFERED
+        self.offered_at = occurred_at
+        self.last_at = occurred_at
+        self.queue: str | None = None
+        self.queued_at: datetime | None = None
+        self.priority = 0
+        self.required_skills: dict[str, int] = {}
+        self.ivr_path: list[str] = []
+        self.self_service: list[str] = []
+        self.agent_id: UUID | None = None  # agent currently alerted or connected
+        self.leg_id: str | None = None
+        self.legs: dict[str, dict[str, Any]] = {}
+        self.answered_at: datetime | None = None
+        self.held_since: datetime | None = None
+        self.hold_s = 0.0
+        self.recordings: dict[str, dict[str, Any]] = {}
+        self.monitors: dict[str, str] = {}  # supervisor id -> mode
+        self.conference: list[str] = []
+        self.transfers = 0
+        self.ended_at: datetime | None = None
+        self.hung_up_by: str | None = None
+        self.abandon_stage: str | None = None
+        self.dispositions: list[str] = []
+        self.wrapped_up = False
+        self.survey_score: int | None = None
+        self.work_orders: list[UUID] = []
+        self._remember(command_id)
+
+    # -- construction ------------------------------------------------------
+    @classmethod
+    def offer(
+        cls,
+        *,
+        external_id: str,
+        dialed_number: str,
+        trunk: str,
+        caller_hash: str,
+        caller_number: str | None,
+        occurred_at: datetime,
+        direction: str = "inbound",
+        command_id: str | None = None,
+        actor: str | None = None,
+    ) -> Call:
+        require_text(external_id, "external_id")
+        require_text(dialed_number, "dialed_number")
+        require_aware(occurred_at)
+        if direction not in ("inbound", "outbound"):
+            raise InvalidValue("direction must be inbound or outbound", field="direction")
+        pii = {"caller_number": caller_number} if caller_number else {}
+        return cls._create(
+            cls.Offered,
+            id=call_id_for(external_id),
+            external_id=external_id,
+            dialed_number=dialed_number,
+            trunk=trunk or "",
+            direction=direction,
+            caller_hash=caller_hash,
+            pii=pii,
+            occurred_at=occurred_at,
+            command_id=command_id,
+            actor=actor,
+        )
+
+    # -- guards ------------------------------------------------------------
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def _must_be_live(self, action: str) -> None:
+        if not self.is_live:
+            raise InvariantViolation(
+                f"cannot {action}: call has {self.state.value}", call_id=str(self.id)
+            )
+
+    def _in_order(self, occurred_at: datetime) -> datetime:
+        require_aware(occurred_at)
+        return occurred_at
+
+    def _must_be_talking(self, action: str) -> None:
+        if self.state not in (CallState.CONNECTED, CallState.HELD):
+            raise InvariantViolation(
+                f"cannot {action}: call is {self.state.value}, not connected",
+                call_id=str(self.id),
+            )
+
+    # -- IVR ---------------------------------------------------------------
+    def enter_ivr(self, menu: str, occurred_at: datetime, command_id: str | None = None,
+                  actor: str | None = None) -> None:
+        self._must_be_live("enter the IVR")
+        if self.state not in (CallState.OFFERED, CallState.IVR, CallState.QUEUED):
+            raise InvariantViolation(f"cannot enter the IVR from {self.state.value}")
+        self._ivr_entered(menu=require_text(menu, "menu"), occurred_at=self._in_order(occurred_at),
+                          command_id=command_id, actor=actor)
+
+    @event("IvrEntered")
+    def _ivr_entered(self, menu: str, occurred_at: datetime, command_id: str | None,
+                     actor: str | None) -> None:
+        self.state = CallState.IVR
+        self.ivr_path.append(menu)
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def choose(self, menu: str, digits: str, target: str, occurred_at: datetime,
+               command_id: str | None = None, actor: str | None = None) -> None:
+        if self.state != CallState.IVR:
+            raise InvariantViolation(f"cannot choose a menu option: call is {self.state.value}")
+        if not isinstance(digits, str) or not digits or not all(c in "0123456789*#" for c in digits):
+            raise InvalidValue("digits must be DTMF characters 0-9 * #", field="digits")
+        self._menu_choice_made(menu=menu, digits=digits, target=target or "",
+                               occurred_at=self._in_order(occurred_at), command_id=command_id,
+                               actor=actor)
+
+    @event("MenuChoiceMade")
+    def _menu_choice_made(self, menu: str, digits: str, target: str, occurred_at: datetime,
+                          command_id: str | None, actor: str | None) -> None:
+        self.ivr_path.append(f"{menu}:{digits}")
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def use_self_service(self, service: str, result: str, reference: str | None,
+                         occurred_at: datetime, command_id: str | None = None,
+                         actor: str | None = None) -> None:
+        if self.state != CallState.IVR:
+            raise InvariantViolation(f"cannot use self-service: call is {self.state.value}")
+        self._self_service_used(service=require_text(service, "service"), result=result or "",
+                                reference=reference, occurred_at=self._in_order(occurred_at),
+                                command_id=command_id, actor=actor)
+
+    @event("SelfServiceUsed")
+    def _self_service_used(self, service: str, result: str, reference: str | None,
+                           occurred_at: datetime, command_id: str | None,
+                           actor: str | None) -> None:
+        self.self_service.append(service)
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    # -- queue and alerting ------------------------------------------------
+    def enqueue(self, queue: str, occurred_at: datetime, priority: int = 0,
+                required_skills: dict[str, int] | None = None, at_front: bool = False,
+                command_id: str | None = None, actor: str | None = None) -> None:
+        self._must_be_live("queue the call")
+        if self.state in (CallState.CONNECTED, CallState.HELD, CallState.RINGING):
+            raise InvariantViolation(
+                f"cannot queue a call that is {self.state.value}; transfer or end the agent leg first"
+            )
+        skills = dict(required_skills or {})
+        for name, level in skills.items():
+            if not isinstance(level, int) or not 0 <= level <= 10:
+                raise InvalidValue(f"skill level for {name} must be 0..10", field="required_skills")
+        if not isinstance(priority, int):
+            raise InvalidValue("priority must be an integer", field="priority")
+        self._queued(queue=require_text(queue, "queue"), priority=priority,
+                     required_skills=skills, at_front=bool(at_front),
+                     occurred_at=self._in_order(occurred_at), command_id=command_id, actor=actor)
+
+    @event("Queued")
+    def _queued(self, queue: str, priority: int, required_skills: dict[str, int],
+                at_front: bool, occurred_at: datetime, command_id: str | None,
+                actor: str | None) -> None:
+        self.state = CallState.QUEUED
+        if self.queued_at is None or self.queue != queue:
+            self.queued_at = occurred_at
+        self.queue = queue
+        self.priority = priority
+        self.required_skills = required_skills
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def alert_agent(self, agent_id: UUID, leg_id: str, endpoint: str, occurred_at: datetime,
+                    command_id: str | None = None, actor: str | None = None) -> None:
+        if self.state != CallState.QUEUED:
+            raise InvariantViolation(
+                f"cannot alert an agent: call is {self.state.value}, not queued", call_id=str(self.id)
+            )
+        require_text(leg_id, "leg_id")
+        if leg_id in self.legs:
+            raise InvariantViolation(f"agent leg {leg_id} already exists")
+        self._agent_alerted(agent_id=agent_id, leg_id=leg_id, endpoint=endpoint or "",
+                            occurred_at=self._in_order(occurred_at), command_id=command_id,
+                            actor=actor)
+
+    @event("AgentAlerted")
+    def _agent_alerted(self, agent_id: UUID, leg_id: str, endpoint: str, occurred_at: datetime,
+                       command_id: str | None, actor: str | None) -> None:
+        self.state = CallState.RINGING
+        self.agent_id = agent_id
+        self.leg_id = leg_id
+        self.legs[leg_id] = {"agent_id": agent_id, "alerted_at": occurred_at,
+                             "answered_at": None, "ended_at": None}
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def ring_no_answer(self, leg_id: str, outcome: str, occurred_at: datetime,
+                       command_id: str | None = None, actor: str | None = None) -> None:
+        """The alerted agent did not take the call; the caller goes back to the
+        front of the queue (the ACD decides what happens to the agent)."""
+        if self.state != CallState.RINGING or self.leg_id != leg_id:
+            raise InvariantViolation(f"no agent is ringing on leg {leg_id}")
+        if outcome not in RING_OUTCOMES:
+            raise InvalidValue(f"outcome must be one of {sorted(RING_OUTCOMES)}", field="outcome")
+        self._ring_no_answer(leg_id=leg_id, agent_id=self.agent_id, outcome=outcome,
+                             occurred_at=self._in_order(occurred_at), command_id=command_id,
+                             actor=actor)
+
+    @event("RingNoAnswer")
+    def _ring_no_answer(self, leg_id: str, agent_id: UUID, outcome: str, occurred_at: datetime,
+                        command_id: str | None, actor: str | None) -> None:
+        self.state = CallState.QUEUED
+        self.legs[leg_id]["ended_at"] = occurred_at
+        self.agent_id = None
+        self.leg_id = None
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def answer(self, leg_id: str, occurred_at: datetime, command_id: str | None = None,
+               actor: str | None = None) -> None:
+        self._must_be_live("answer")
+        if self.state != CallState.RINGING or self.leg_id != leg_id:
+            raise InvariantViolation(f"cannot answer: no agent is ringing on leg {leg_id}")
+        self._answered(leg_id=leg_id, agent_id=self.agent_id,
+                       occurred_at=self._in_order(occurred_at), command_id=command_id, actor=actor)
+
+    @event("Answered")
+    def _answered(self, leg_id: str, agent_id: UUID, occurred_at: datetime,
+                  command_id: str | None, actor: str | None) -> None:
+        self.state = CallState.CONNECTED
+        if self.answered_at is None:
+            self.answered_at = occurred_at
+        self.legs[leg_id]["answered_at"] = occurred_at
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    # -- in conversation ---------------------------------------------------
+    def hold(self, occurred_at: datetime, by: str = "agent", command_id: str | None = None,
+             actor: str | None = None) -> None:
+        if self.state != CallState.CONNECTED:
+            raise InvariantViolation(f"cannot hold: call is {self.state.value}")
+        self._held(by=by, occurred_at=self._in_order(occurred_at), command_id=command_id,
+                   actor=actor)
+
+    @event("Held")
+    def _held(self, by: str, occurred_at: datetime, command_id: str | None,
+              actor: str | None) -> None:
+        self.state = CallState.HELD
+        self.held_since = occurred_at
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def resume(self, occurred_at: datetime, by: str = "agent", command_id: str | None = None,
+               actor: str | None = None) -> None:
+        if self.state != CallState.HELD:
+            raise InvariantViolation(f"cannot resume: call is {self.state.value}, not held")
+        self._resumed(by=by, occurred_at=self._in_order(occurred_at), command_id=command_id,
+                      actor=actor)
+
+    @event("Resumed")
+    def _resumed(self, by: str, occurred_at: datetime, command_id: str | None,
+                 actor: str | None) -> None:
+        if self.held_since is not None:
+            self.hold_s += max(0.0, (occurred_at - self.held_since).total_seconds())
+        self.held_since = None
+        self.state = CallState.CONNECTED
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def transfer(self, kind: str, target_type: str, target: str, occurred_at: datetime,
+                 command_id: str | None = None, actor: str | None = None) -> None:
+        """The connected agent hands the caller on. Recorded when the agent
+        leg is released: at once for a blind transfer, after the consultation
+        for an attended one (the consultation itself is the agent's business).
+        The caller then waits for the target like a queued call."""
+        self._must_be_talking("transfer")
+        if kind not in TRANSFER_KINDS:
+            raise InvalidValue(f"kind must be one of {sorted(TRANSFER_KINDS)}", field="kind")
+        if target_type not in TRANSFER_TARGETS:
+            raise InvalidValue(f"target_type must be one of {sorted(TRANSFER_TARGETS)}",
+                               field="target_type")
+        self._transferred(kind=kind, target_type=target_type, target=require_text(target, "target"),
+                          from_leg_id=self.leg_id, from_agent_id=self.agent_id,
+                          occurred_at=self._in_order(occurred_at), command_id=command_id,
+                          actor=actor)
+
+    @event("Transferred")
+    def _transferred(self, kind: str, target_type: str, target: str, from_leg_id: str | None,
+                     from_agent_id: UUID | None, occurred_at: datetime, command_id: str | None,
+                     actor: str | None) -> None:
+        self.transfers += 1
+        if self.held_since is not None:
+            self.hold_s += max(0.0, (occurred_at - self.held_since).total_seconds())
+            self.held_since = None
+        if from_leg_id is not None:
+            self.legs[from_leg_id]["ended_at"] = occurred_at
+        self.agent_id = None
+        self.leg_id = None
+        # The caller waits for the target: in a queue, or as if queued while the
+        # target agent is alerted. ``queued_at`` restarts for the new queue.
+        self.state = CallState.QUEUED if target_type in ("queue", "agent") else CallState.IVR
+        if target_type == "queue":
+            self.queue = target
+            self.queued_at = occurred_at
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def add_conference_party(self, party: str, occurred_at: datetime,
+                             command_id: str | None = None, actor: str | None = None) -> None:
+        self._must_be_talking("add a conference party")
+        require_text(party, "party")
+        if party in self.conference:
+            raise InvariantViolation(f"{party} is already in the conference")
+        self._conference_joined(party=party, occurred_at=self._in_order(occurred_at),
+                                command_id=command_id, actor=actor)
+
+    @event("ConferencePartyJoined")
+    def _conference_joined(self, party: str, occurred_at: datetime, command_id: str | None,
+                           actor: str | None) -> None:
+        self.conference.append(party)
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def remove_conference_party(self, party: str, occurred_at: datetime,
+                                command_id: str | None = None, actor: str | None = None) -> None:
+        if party not in self.conference:
+            raise InvariantViolation(f"{party} is not in the conference")
+        self._conference_left(party=party, occurred_at=self._in_order(occurred_at),
+                              command_id=command_id, actor=actor)
+
+    @event("ConferencePartyLeft")
+    def _conference_left(self, party: str, occurred_at: datetime, command_id: str | None,
+                         actor: str | None) -> None:
+        self.conference.remove(party)
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def start_monitor(self, supervisor_id: str, mode: str, occurred_at: datetime,
+                      command_id: str | None = None, actor: str | None = None) -> None:
+        self._must_be_talking("monitor")
+        if mode not in MONITOR_MODES:
+            raise InvalidValue(f"mode must be one of {sorted(MONITOR_MODES)}", field="mode")
+        self._monitor_started(supervisor_id=require_text(supervisor_id, "supervisor_id"), mode=mode,
+                              occurred_at=self._in_order(occurred_at), command_id=command_id,
+                              actor=actor)
+
+    @event("MonitorStarted")
+    def _monitor_started(self, supervisor_id: str, mode: str, occurred_at: datetime,
+                         command_id: str | None, actor: str | None) -> None:
+        self.monitors[supervisor_id] = mode
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def stop_monitor(self, supervisor_id: str, occurred_at: datetime,
+                     command_id: str | None = None, actor: str | None = None) -> None:
+        if supervisor_id not in self.monitors:
+            raise InvariantViolation(f"{supervisor_id} is not monitoring this call")
+        self._monitor_stopped(supervisor_id=supervisor_id, occurred_at=self._in_order(occurred_at),
+                              command_id=command_id, actor=actor)
+
+    @event("MonitorStopped")
+    def _monitor_stopped(self, supervisor_id: str, occurred_at: datetime,
+                         command_id: str | None, actor: str | None) -> None:
+        self.monitors.pop(supervisor_id, None)
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    # -- recording ---------------------------------------------------------
+    def start_recording(self, recording: str, target: str, occurred_at: datetime,
+                        fmt: str = "wav", command_id: str | None = None,
+                        actor: str | None = None) -> None:
+        self._must_be_live("start recording")
+        require_text(recording, "recording")
+        if recording in self.recordings and self.recordings[recording]["stopped_at"] is None:
+            raise InvariantViolation(f"recording {recording} is already running")
+        self._recording_started(recording=recording, target=target or "", format=fmt,
+                                occurred_at=self._in_order(occurred_at), command_id=command_id,
+                                actor=actor)
+
+    @event("RecordingStarted")
+    def _recording_started(self, recording: str, target: str, format: str,
+                           occurred_at: datetime, command_id: str | None,
+                           actor: str | None) -> None:
+        self.recordings[recording] = {"target": target, "format": format,
+                                      "started_at": occurred_at, "stopped_at": None}
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def stop_recording(self, recording: str, occurred_at: datetime, cause: str = "stopped",
+                       duration_s: float | None = None, command_id: str | None = None,
+                       actor: str | None = None) -> None:
+        rec = self.recordings.get(recording)
+        if rec is None or rec["stopped_at"] is not None:
+            raise InvariantViolation(f"recording {recording} is not running")
+        self._recording_stopped(recording=recording, cause=cause or "", duration_s=duration_s,
+                                occurred_at=self._in_order(occurred_at), command_id=command_id,
+                                actor=actor)
+
+    @event("RecordingStopped")
+    def _recording_stopped(self, recording: str, cause: str, duration_s: float | None,
+                           occurred_at: datetime, command_id: str | None,
+                           actor: str | None) -> None:
+        self.recordings[recording]["stopped_at"] = occurred_at
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    # -- the end -----------------------------------------------------------
+    def end(self, hung_up_by: str, cause: str, occurred_at: datetime, cause_code: int | None = None,
+            command_id: str | None = None, actor: str | None = None) -> None:
+        """The call is over. A caller who hangs up before an agent answered has
+        abandoned (in the IVR only if they were waiting to be served there:
+        callers who leave after self-service are served, not abandoned)."""
+        self._must_be_live("end the call")
+        if hung_up_by not in HANGUP_PARTIES:
+            raise InvalidValue(f"hung_up_by must be one of {sorted(HANGUP_PARTIES)}",
+                               field="hung_up_by")
+        occurred_at = self._in_order(occurred_at)
+        stage = {
+            CallState.OFFERED: "ivr", CallState.IVR: "ivr",
+            CallState.QUEUED: "queue", CallState.RINGING: "ringing",
+        }.get(self.state)
+        abandoned = hung_up_by == "caller" and stage is not None and not (
+            stage == "ivr" and self.self_service
+        )
+        if abandoned:
+            self._abandoned(stage=stage, queue=self.queue, leg_id=self.leg_id,
+                            agent_id=self.agent_id, cause=cause or "", cause_code=cause_code,
+                            occurred_at=occurred_at, command_id=command_id, actor=actor)
+        else:
+            self._ended(hung_up_by=hung_up_by, cause=cause or "", cause_code=cause_code,
+                        leg_id=self.leg_id, agent_id=self.agent_id, occurred_at=occurred_at,
+                        command_id=command_id, actor=actor)
+
+    def force_disconnect(self, supervisor_id: str, occurred_at: datetime,
+                         command_id: str | None = None, actor: str | None = None) -> None:
+        self._must_be_live("force-disconnect")
+        self._ended(hung_up_by="supervisor", cause=f"forced by {supervisor_id}", cause_code=None,
+                    leg_id=self.leg_id, agent_id=self.agent_id,
+                    occurred_at=self._in_order(occurred_at), command_id=command_id,
+                    actor=actor or supervisor_id)
+
+    def _close_open_parts(self, occurred_at: datetime) -> None:
+        if self.held_since is not None:
+            self.hold_s += max(0.0, (occurred_at - self.held_since).total_seconds())
+            self.held_since = None
+        for leg in self.legs.values():
+            if leg["ended_at"] is None:
+                leg["ended_at"] = occurred_at
+        self.monitors.clear()
+        self.ended_at = occurred_at
+        self.last_at = occurred_at
+
+    @event("Ended")
+    def _ended(self, hung_up_by: str, cause: str, cause_code: int | None, leg_id: str | None,
+               agent_id: UUID | None, occurred_at: datetime, command_id: str | None,
+               actor: str | None) -> None:
+        self._close_open_parts(occurred_at)
+        self.state = CallState.ENDED
+        self.hung_up_by = hung_up_by
+        self._remember(command_id)
+
+    @event("Abandoned")
+    def _abandoned(self, stage: str, queue: str | None, leg_id: str | None,
+                   agent_id: UUID | None, cause: str, cause_code: int | None,
+                   occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
+        self._close_open_parts(occurred_at)
+        self.state = CallState.ABANDONED
+        self.hung_up_by = "caller"
+        self.abandon_stage = stage
+        self._remember(command_id)
+
+    # -- after the call ----------------------------------------------------
+    def complete_wrap_up(self, agent_id: UUID, dispositions: list[str], occurred_at: datetime,
+                         command_id: str | None = None, actor: str | None = None) -> None:
+        if self.state != CallState.ENDED:
+            raise InvariantViolation("wrap-up is only possible after the call has ended")
+        if not any(leg["agent_id"] == agent_id and leg["answered_at"] for leg in self.legs.values()):
+            raise InvariantViolation("only an agent who talked on this call can wrap it up")
+        if not isinstance(dispositions, list) or not all(isinstance(d, str) and d for d in dispositions):
+            raise InvalidValue("dispositions must be a list of codes", field="dispositions")
+        if self.wrapped_up:
+            raise InvariantViolation("wrap-up already completed")
+        self._wrap_up_completed(agent_id=agent_id, dispositions=dispositions,
+                                occurred_at=self._in_order(occurred_at), command_id=command_id,
+                                actor=actor)
+
+    @event("WrapUpCompleted")
+    def _wrap_up_completed(self, agent_id: UUID, dispositions: list[str], occurred_at: datetime,
+                           command_id: str | None, actor: str | None) -> None:
+        self.dispositions = list(dispositions)
+        self.wrapped_up = True
+        self._remember(command_id)
+
+    def answer_survey(self, score: int, occurred_at: datetime, question: str = "overall",
+                      command_id: str | None = None, actor: str | None = None) -> None:
+        if self.answered_at is None:
+            raise InvariantViolation("only answered calls are surveyed")
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise InvalidValue("score must be an integer from 1 to 5", field="score")
+        if self.survey_score is not None:
+            raise InvariantViolation("the survey was already answered")
+        self._survey_answered(score=score, question=question,
+                              occurred_at=self._in_order(occurred_at), command_id=command_id,
+                              actor=actor)
+
+    @event("SurveyAnswered")
+    def _survey_answered(self, score: int, question: str, occurred_at: datetime,
+                         command_id: str | None, actor: str | None) -> None:
+        self.survey_score = score
+        self._remember(command_id)
+
+    def link_work_order(self, work_order_id: UUID, occurred_at: datetime,
+                        command_id: str | None = None, actor: str | None = None) -> None:
+        if work_order_id in self.work_orders:
+            raise InvariantViolation("work order already linked")
+        self._work_order_linked(work_order_id=work_order_id,
+                                occurred_at=self._in_order(occurred_at), command_id=command_id,
+                                actor=actor)
+
+    @event("WorkOrderLinked")
+    def _work_order_linked(self, work_order_id: UUID, occurred_at: datetime,
+                           command_id: str | None, actor: str | None) -> None:
+        self.work_orders.append(work_order_id)
+        self._remember(command_id)

@@ -1,0 +1,1 @@
+"""Composition root: settings, wiring, the HTTP app factory and the CLI."""
