@@ -1,0 +1,7 @@
+"""CLI commands: work_orders."""
+
+import typer
+
+
+def register(root: typer.Typer) -> None:
+    """Add this area's commands and groups to the root `lianxin` app."""

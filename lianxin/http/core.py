@@ -1,0 +1,5 @@
+"""HTTP routes: core."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

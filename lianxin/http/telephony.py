@@ -1,0 +1,5 @@
+"""HTTP routes: telephony."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

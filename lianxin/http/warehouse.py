@@ -1,0 +1,5 @@
+"""HTTP routes: warehouse."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""HTTP routes: work_orders."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
