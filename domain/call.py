@@ -38,6 +38,7 @@ HANGUP_PARTIES = {"caller", "agent", "system", "supervisor", "transfer"}
 TRANSFER_KINDS = {"blind", "attended"}
 TRANSFER_TARGETS = {"queue", "agent", "ivr", "external"}
 MONITOR_MODES = {"listen", "whisper", "barge"}
+SURVEY_SCALE = 5  # post-call keypad survey: 1 (very dissatisfied) .. 5 (very satisfied)
 RING_OUTCOMES = {"no_answer", "busy", "unavailable", "rejected", "canceled"}
 
 
@@ -565,14 +566,32 @@ class Call(LianxinAggregate):
             raise InvalidValue("score must be an integer from 1 to 5", field="score")
         if self.survey_score is not None:
             raise InvariantViolation("the survey was already answered")
-        self._survey_answered(score=score, question=question,
+        self._survey_answered(score=score, question=question, scale=SURVEY_SCALE,
                               occurred_at=self._in_order(occurred_at), command_id=command_id,
                               actor=actor)
 
-    @event("SurveyAnswered")
-    def _survey_answered(self, score: int, question: str, occurred_at: datetime,
+    class SurveyAnswered(LianxinAggregate.Event):
+        """v2 states the scale the score is on. v1 events (no ``scale``) were
+        all on the 1-5 keypad scale; a future 1-10 survey must not be read as
+        if its 8 were an 8 out of 5."""
+
+        class_version = 2
+        score: int
+        question: str
+        scale: int
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["scale"] = 5
+
+    @event(SurveyAnswered)
+    def _survey_answered(self, score: int, question: str, scale: int, occurred_at: datetime,
                          command_id: str | None, actor: str | None) -> None:
         self.survey_score = score
+        self.survey_scale = scale
         self._remember(command_id)
 
     def link_work_order(self, work_order_id: UUID, occurred_at: datetime,

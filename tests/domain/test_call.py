@@ -1,0 +1,297 @@
+"""Every transition and invariant of the Call aggregate, without I/O."""
+
+from datetime import datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+
+from domain.call import Call, CallState, call_id_for
+from domain.errors import InvalidValue, InvariantViolation
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def offered(external_id: str = "ch-1") -> Call:
+    return Call.offer(external_id=external_id, dialed_number="95598", trunk="trunk-1",
+                      caller_hash="h", caller_number="13800000000", occurred_at=at(0))
+
+
+def connected(agent=None) -> tuple[Call, object]:
+    call = offered()
+    call.enter_ivr("main", at(1))
+    call.enqueue("power", at(5))
+    agent = agent or uuid4()
+    call.alert_agent(agent, "leg-1", "PJSIP/1001", at(10))
+    call.answer("leg-1", at(14))
+    return call, agent
+
+
+def names(call: Call) -> list[str]:
+    return [type(e).__name__ for e in call.collect_events()]
+
+
+def test_offer_derives_the_conversation_id_from_the_telephony_id():
+    assert offered("abc").id == call_id_for("abc") == offered("abc").id
+    assert offered("abc").id != offered("abd").id
+
+
+def test_caller_number_is_kept_only_in_the_pii_field():
+    call = offered()
+    (event,) = call.collect_events()
+    assert event.pii == {"caller_number": "13800000000"}
+    assert "13800000000" not in repr({k: v for k, v in event.__dict__.items() if k != "pii"})
+
+
+def test_offer_refuses_naive_times_and_missing_numbers():
+    with pytest.raises(InvalidValue, match="timezone"):
+        Call.offer(external_id="x", dialed_number="95598", trunk="", caller_hash="",
+                   caller_number=None, occurred_at=datetime(2026, 1, 1))
+    with pytest.raises(InvalidValue, match="dialed_number"):
+        Call.offer(external_id="x", dialed_number="", trunk="", caller_hash="",
+                   caller_number=None, occurred_at=at(0))
+
+
+def test_full_lifecycle_records_each_step_as_an_event():
+    call, agent = connected()
+    call.hold(at(30))
+    call.resume(at(45))
+    call.start_recording("rec-1", "bridge-1", at(14))
+    call.stop_recording("rec-1", at(60), duration_s=46.0)
+    call.end("agent", "normal", at(60), cause_code=16)
+    call.complete_wrap_up(agent, ["billing"], at(90))
+    call.answer_survey(5, at(70))
+    assert names(call) == [
+        "Offered", "IvrEntered", "Queued", "AgentAlerted", "Answered", "Held", "Resumed",
+        "RecordingStarted", "RecordingStopped", "Ended", "WrapUpCompleted", "SurveyAnswered",
+    ]
+    assert call.state == CallState.ENDED
+    assert call.hold_s == 15
+    assert call.answered_at == at(14) and call.ended_at == at(60)
+    assert call.hung_up_by == "agent" and call.dispositions == ["billing"]
+
+
+def test_ivr_choices_and_self_service_build_the_ivr_path():
+    call = offered()
+    call.enter_ivr("main", at(1))
+    call.choose("main", "2", "self_service", at(3))
+    call.use_self_service("work_order_status", "found", "2026112300000001", at(9))
+    assert call.ivr_path == ["main", "main:2"]
+    assert call.self_service == ["work_order_status"]
+    with pytest.raises(InvalidValue, match="DTMF"):
+        call.choose("main", "x", "", at(10))
+
+
+def test_menu_choice_needs_the_ivr():
+    call = offered()
+    with pytest.raises(InvariantViolation):
+        call.choose("main", "1", "", at(1))
+
+
+def test_ring_no_answer_returns_the_caller_to_the_queue_keeping_the_wait_start():
+    call = offered()
+    call.enqueue("power", at(5))
+    call.alert_agent(uuid4(), "leg-1", "PJSIP/1001", at(10))
+    call.ring_no_answer("leg-1", "no_answer", at(25))
+    assert call.state == CallState.QUEUED and call.agent_id is None
+    assert call.queued_at == at(5)  # back at the front: its wait did not restart
+    call.alert_agent(uuid4(), "leg-2", "PJSIP/1002", at(26))
+    call.answer("leg-2", at(30))
+    assert call.legs["leg-1"]["answered_at"] is None
+    assert call.legs["leg-2"]["answered_at"] == at(30)
+
+
+def test_cannot_answer_without_an_alerted_agent_or_after_the_end():
+    call = offered()
+    call.enqueue("power", at(5))
+    with pytest.raises(InvariantViolation):
+        call.answer("leg-1", at(6))
+    call.end("caller", "normal", at(7))
+    with pytest.raises(InvariantViolation, match="abandoned"):
+        call.answer("leg-1", at(8))
+
+
+def test_answering_an_ended_call_is_refused():
+    call, _ = connected()
+    call.end("caller", "normal", at(50))
+    with pytest.raises(InvariantViolation, match="ended"):
+        call.answer("leg-1", at(51))
+
+
+@pytest.mark.parametrize("stage,prepare", [
+    ("ivr", lambda c: c.enter_ivr("main", at(1))),
+    ("queue", lambda c: c.enqueue("power", at(5))),
+    ("ringing", lambda c: (c.enqueue("power", at(5)),
+                           c.alert_agent(uuid4(), "leg-1", "PJSIP/1001", at(8)))),
+])
+def test_caller_hang_up_before_answer_is_an_abandon_at_the_right_stage(stage, prepare):
+    call = offered()
+    prepare(call)
+    call.end("caller", "normal", at(20))
+    assert call.state == CallState.ABANDONED and call.abandon_stage == stage
+    assert names(call)[-1] == "Abandoned"
+
+
+def test_leaving_the_ivr_after_self_service_is_not_an_abandon():
+    call = offered()
+    call.enter_ivr("main", at(1))
+    call.use_self_service("outage_info", "found", None, at(5))
+    call.end("caller", "normal", at(20))
+    assert call.state == CallState.ENDED and call.abandon_stage is None
+
+
+def test_system_ending_a_queued_call_is_not_an_abandon():
+    call = offered()
+    call.enqueue("power", at(5))
+    call.end("system", "queue timeout", at(200))
+    assert call.state == CallState.ENDED
+
+
+def test_hold_and_resume_rules():
+    call, _ = connected()
+    with pytest.raises(InvariantViolation):
+        call.resume(at(20))
+    call.hold(at(20))
+    with pytest.raises(InvariantViolation):
+        call.hold(at(21))
+    call.end("caller", "normal", at(30))  # hanging up on hold closes the hold time
+    assert call.hold_s == 10
+
+
+def test_blind_transfer_to_a_queue_releases_the_leg_and_queues_again():
+    call, agent = connected()
+    call.transfer("blind", "queue", "billing", at(40))
+    assert call.state == CallState.QUEUED and call.queue == "billing"
+    assert call.queued_at == at(40) and call.transfers == 1
+    assert call.legs["leg-1"]["ended_at"] == at(40)
+    second = uuid4()
+    call.alert_agent(second, "leg-2", "PJSIP/2001", at(45))
+    call.answer("leg-2", at(47))
+    assert call.agent_id == second
+
+
+def test_transfer_validation():
+    call, _ = connected()
+    with pytest.raises(InvalidValue):
+        call.transfer("sideways", "queue", "billing", at(40))
+    with pytest.raises(InvalidValue):
+        call.transfer("blind", "planet", "mars", at(40))
+    fresh = offered()
+    with pytest.raises(InvariantViolation):
+        fresh.transfer("blind", "queue", "billing", at(2))
+
+
+def test_conference_parties_join_and_leave():
+    call, _ = connected()
+    call.add_conference_party("PJSIP/3001", at(20))
+    with pytest.raises(InvariantViolation):
+        call.add_conference_party("PJSIP/3001", at(21))
+    call.remove_conference_party("PJSIP/3001", at(30))
+    with pytest.raises(InvariantViolation):
+        call.remove_conference_party("PJSIP/3001", at(31))
+
+
+def test_supervisor_monitoring_and_force_disconnect():
+    call, _ = connected()
+    with pytest.raises(InvalidValue):
+        call.start_monitor("sup-1", "shout", at(20))
+    call.start_monitor("sup-1", "listen", at(20))
+    call.start_monitor("sup-1", "barge", at(25))  # listen escalated to barge
+    assert call.monitors == {"sup-1": "barge"}
+    call.stop_monitor("sup-1", at(30))
+    with pytest.raises(InvariantViolation):
+        call.stop_monitor("sup-1", at(31))
+    call.force_disconnect("sup-1", at(40))
+    assert call.state == CallState.ENDED and call.hung_up_by == "supervisor"
+
+
+def test_monitoring_needs_a_conversation():
+    call = offered()
+    call.enqueue("power", at(5))
+    with pytest.raises(InvariantViolation):
+        call.start_monitor("sup-1", "listen", at(6))
+
+
+def test_recording_cannot_start_twice_or_stop_when_not_running():
+    call, _ = connected()
+    call.start_recording("rec-1", "bridge-1", at(14))
+    with pytest.raises(InvariantViolation):
+        call.start_recording("rec-1", "bridge-1", at(15))
+    call.stop_recording("rec-1", at(20))
+    with pytest.raises(InvariantViolation):
+        call.stop_recording("rec-1", at(21))
+
+
+def test_wrap_up_only_after_the_end_and_only_by_an_agent_who_talked():
+    call, agent = connected()
+    with pytest.raises(InvariantViolation, match="after the call"):
+        call.complete_wrap_up(agent, ["x"], at(20))
+    call.end("caller", "normal", at(30))
+    with pytest.raises(InvariantViolation, match="talked"):
+        call.complete_wrap_up(uuid4(), ["x"], at(40))
+    with pytest.raises(InvalidValue):
+        call.complete_wrap_up(agent, "billing", at(40))  # type: ignore[arg-type]
+    call.complete_wrap_up(agent, ["billing"], at(40))
+    with pytest.raises(InvariantViolation):
+        call.complete_wrap_up(agent, ["billing"], at(41))
+
+
+def test_survey_rules():
+    unanswered = offered()
+    unanswered.end("caller", "normal", at(3))
+    with pytest.raises(InvariantViolation):
+        unanswered.answer_survey(5, at(4))
+    call, _ = connected()
+    call.end("agent", "normal", at(30))
+    for bad in (0, 6, True, "5"):
+        with pytest.raises(InvalidValue):
+            call.answer_survey(bad, at(31))  # type: ignore[arg-type]
+    call.answer_survey(4, at(31))
+    assert call.survey_score == 4 and call.survey_scale == 5
+    with pytest.raises(InvariantViolation):
+        call.answer_survey(5, at(32))
+
+
+def test_nothing_happens_to_an_ended_call():
+    call, _ = connected()
+    call.end("caller", "normal", at(30))
+    for action in (lambda: call.enqueue("x", at(31)), lambda: call.hold(at(31)),
+                   lambda: call.end("agent", "x", at(31)),
+                   lambda: call.enter_ivr("main", at(31)),
+                   lambda: call.start_recording("r", "b", at(31))):
+        with pytest.raises(InvariantViolation):
+            action()
+
+
+def test_queueing_a_connected_call_is_refused():
+    call, _ = connected()
+    with pytest.raises(InvariantViolation, match="transfer"):
+        call.enqueue("billing", at(20))
+
+
+def test_a_refused_command_leaves_no_event():
+    call, _ = connected()
+    call.collect_events()
+    with pytest.raises(InvariantViolation):
+        call.resume(at(20))
+    assert call.collect_events() == []
+
+
+def test_work_orders_link_once():
+    call, _ = connected()
+    wo = uuid4()
+    call.link_work_order(wo, at(20))
+    with pytest.raises(InvariantViolation):
+        call.link_work_order(wo, at(21))
+    assert call.work_orders == [wo]
+
+
+def test_applied_command_ids_are_remembered():
+    call = Call.offer(external_id="c", dialed_number="95598", trunk="", caller_hash="",
+                      caller_number=None, occurred_at=at(0), command_id="cmd-1")
+    call.enter_ivr("main", at(1), command_id="cmd-2")
+    assert call.has_applied("cmd-1") and call.has_applied("cmd-2")
+    assert not call.has_applied("cmd-3") and not call.has_applied(None)
