@@ -4,6 +4,7 @@ LIANXIN_HOME          data directory (default ./var)
 LIANXIN_STORE         sqlite (default) | postgres
 LIANXIN_PG_*          HOST, PORT, USER, PASSWORD, DBNAME, SCHEMA for postgres
 LIANXIN_TZ            the center's time zone, for "today" and calendars
+LIANXIN_SL_THRESHOLD_S  default service-level answer threshold in seconds (20)
 LIANXIN_PSEUDONYM_KEY key of the caller-number hash (generated into HOME if unset)
 """
 
@@ -27,6 +28,7 @@ class Settings:
     pg_schema: str = "public"
     timezone: str = "Asia/Shanghai"
     pseudonym_key: str = ""
+    service_level_threshold_s: int = 20
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +46,7 @@ class Settings:
             pg_schema=e.get("LIANXIN_PG_SCHEMA", "public"),
             timezone=e.get("LIANXIN_TZ", "Asia/Shanghai"),
             pseudonym_key=e.get("LIANXIN_PSEUDONYM_KEY", ""),
+            service_level_threshold_s=int(e.get("LIANXIN_SL_THRESHOLD_S", "20")),
         )
         values.update(overrides)
         if values["store"] not in ("sqlite", "postgres"):

@@ -1,0 +1,234 @@
+"""Shared by the benchmarks: a throw-away data directory (and PostgreSQL
+database), the realistic call workload, and the raw-insert ceilings that
+every figure is compared with.
+
+Ceilings are measured on the same database as the command path (a side
+table in the same SQLite file / PostgreSQL database), with the same payload
+bytes the command path stored, so that the ratio says how much of the
+storage engine's capacity the Python above it leaves on the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from commands import messages as m
+from domain.call import call_id_for
+from lianxin.settings import Settings
+
+PG_HOST = os.environ.get("LIANXIN_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("LIANXIN_PG_PORT", "5432"))
+PG_USER = os.environ.get("LIANXIN_PG_USER", "postgres")
+
+
+# -- where the benchmark writes ------------------------------------------------
+@contextlib.contextmanager
+def bench_settings(store: str) -> Iterator[Settings]:
+    """Fresh LIANXIN_HOME (and a fresh PostgreSQL database), removed after."""
+    home = Path(tempfile.mkdtemp(prefix="lianxin-bench-"))
+    dbname = f"lianxin_bench_{uuid.uuid4().hex[:10]}"
+    env = {"LIANXIN_HOME": str(home), "LIANXIN_STORE": store,
+           "LIANXIN_PG_HOST": PG_HOST, "LIANXIN_PG_PORT": str(PG_PORT),
+           "LIANXIN_PG_USER": PG_USER, "LIANXIN_PG_DBNAME": dbname,
+           "LIANXIN_PSEUDONYM_KEY": "bench-key"}
+    if store == "postgres":
+        _pg_admin(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield Settings.from_env(env=env)
+    finally:
+        if store == "postgres":
+            _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+# -- the workload --------------------------------------------------------------
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def agent_setup(employee_nos: Sequence[str]) -> list[m.Command]:
+    cmds: list[m.Command] = []
+    for no in employee_nos:
+        cmds += [
+            m.RegisterAgent(employee_no=no, name=f"Agent {no}", team="power",
+                            skills={"power": 5, "billing": 3}, command_id=f"reg-{no}",
+                            occurred_at=T0),
+            m.LogIn(employee_no=no, endpoint=f"PJSIP/{no}", command_id=f"login-{no}",
+                    occurred_at=T0),
+            m.MakeReady(employee_no=no, command_id=f"ready-{no}", occurred_at=T0),
+        ]
+    return cmds
+
+
+def call_lifecycle(tag: str, n: int, employee_no: str) -> list[m.Command]:
+    """One inbound call from offer to survey: 13 commands, 17 events (the
+    agent's ringing/connected/released/ready ride along with the call's)."""
+    ext = f"{tag}-{n}"
+    cid = call_id_for(ext)
+    t = T0 + timedelta(seconds=n)
+
+    def at(s: float) -> datetime:
+        return t + timedelta(seconds=s)
+
+    def key(step: str) -> str:
+        return f"{ext}:{step}"
+
+    return [
+        m.OfferCall(external_id=ext, dialed_number="95598", caller_number=f"138{n % 10**8:08d}",
+                    trunk="trunk-gz-1", command_id=key("offer"), occurred_at=at(0),
+                    actor="telephony"),
+        m.EnterIvr(call_id=cid, menu="main", command_id=key("ivr"), occurred_at=at(1),
+                   actor="telephony"),
+        m.ChooseMenuOption(call_id=cid, menu="main", digits="2", target="power",
+                           command_id=key("dtmf"), occurred_at=at(6), actor="telephony"),
+        m.QueueCall(call_id=cid, queue="power", priority=0, required_skills={"power": 3},
+                    command_id=key("queue"), occurred_at=at(7), actor="acd"),
+        m.AlertAgent(call_id=cid, employee_no=employee_no, leg_id=f"{ext}-leg1",
+                     command_id=key("alert"), occurred_at=at(20), actor="acd"),
+        m.AnswerCall(call_id=cid, command_id=key("answer"), occurred_at=at(24),
+                     actor="telephony"),
+        m.HoldCall(call_id=cid, command_id=key("hold"), occurred_at=at(60), actor=employee_no),
+        m.ResumeCall(call_id=cid, command_id=key("resume"), occurred_at=at(75),
+                     actor=employee_no),
+        m.StartRecording(call_id=cid, recording=f"rec-{ext}", target=f"channel:{ext}",
+                         command_id=key("rec-start"), occurred_at=at(76), actor="telephony"),
+        m.StopRecording(call_id=cid, recording=f"rec-{ext}", duration_s=120.0,
+                        command_id=key("rec-stop"), occurred_at=at(196), actor="telephony"),
+        m.EndCall(call_id=cid, hung_up_by="caller", cause="normal", cause_code=16,
+                  command_id=key("end"), occurred_at=at(200), actor="telephony"),
+        m.CompleteWrapUp(call_id=cid, employee_no=employee_no, dispositions=["power-outage"],
+                         command_id=key("wrap"), occurred_at=at(230), actor=employee_no),
+        m.AnswerSurvey(call_id=cid, score=5, command_id=key("survey"), occurred_at=at(240),
+                       actor="ivr"),
+    ]
+
+
+EVENTS_PER_CALL = 17
+COMMANDS_PER_CALL = 13
+
+
+# -- raw ceilings --------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    originator_id: uuid.UUID
+    version: int
+    topic: str
+    state: bytes
+
+
+def stored_rows(app: object, limit: int = 1_000_000) -> list[Row]:
+    """The payloads the command path actually stored (same sizes, same topics)."""
+    notes = app.recorder.select_notifications(start=1, limit=limit)  # type: ignore[attr-defined]
+    return [Row(n.originator_id if isinstance(n.originator_id, uuid.UUID)
+                else uuid.UUID(str(n.originator_id)), n.originator_version, n.topic,
+                bytes(n.state)) for n in notes]
+
+
+def _timed_rows(rows: Sequence[Row], seconds: float, max_rows: int) -> Iterator[tuple[int, Row]]:
+    """Cycle through the rows until the time is up (fresh keys on each lap)."""
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while i < max_rows and (i % 64 or time.perf_counter() < deadline):
+        yield i, rows[i % len(rows)]
+        i += 1
+
+
+def raw_sqlite(path: Path, rows: Sequence[Row], *, seconds: float,
+               batch: int) -> tuple[float, float]:
+    """(single-row commits/s, batched rows/s) on the event store's own file,
+    with the library's connection settings (WAL, default synchronous=FULL:
+    every commit is fsynced, as every command's commit is)."""
+    db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        for table in ("bench_raw_single", "bench_raw_batch"):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+            db.execute(f"CREATE TABLE {table} (originator_id TEXT, originator_version INTEGER, "
+                       "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+        sql = "INSERT INTO bench_raw_single VALUES (?,?,?,?)"
+        n = 0
+        start = time.perf_counter()
+        for i, r in _timed_rows(rows, seconds, 10**9):
+            db.execute("BEGIN")
+            db.execute(sql, (f"{r.originator_id.hex}-{i}", r.version, r.topic, r.state))
+            db.execute("COMMIT")
+            n += 1
+        single = n / (time.perf_counter() - start)
+
+        sql = "INSERT INTO bench_raw_batch VALUES (?,?,?,?)"
+        params = [(r.originator_id.hex, r.version, r.topic, r.state) for r in rows]
+        start = time.perf_counter()
+        for k in range(0, len(params), batch):
+            db.execute("BEGIN")
+            db.executemany(sql, params[k:k + batch])
+            db.execute("COMMIT")
+        batched = len(params) / (time.perf_counter() - start)
+        for table in ("bench_raw_single", "bench_raw_batch"):
+            db.execute(f"DROP TABLE {table}")
+        return single, batched
+    finally:
+        db.close()
+
+
+def raw_postgres(settings: Settings, rows: Sequence[Row], *, seconds: float,
+                 batch: int) -> tuple[float, float]:
+    """(single-row commits/s, batched rows/s) in the event store's database,
+    same column types as the library's table, synchronous_commit as the
+    server is configured (on: every commit is flushed)."""
+    import psycopg
+
+    with psycopg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
+                         dbname=settings.pg_dbname, autocommit=True) as conn:
+        for table in ("bench_raw_single", "bench_raw_batch"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE TABLE {table} (originator_id uuid NOT NULL, "  # type: ignore[arg-type]
+                         "originator_version integer NOT NULL, topic text, state bytea, "
+                         "notification_id bigserial, "
+                         "PRIMARY KEY (originator_id, originator_version))")
+        sql = ("INSERT INTO bench_raw_single (originator_id, originator_version, topic, state) "
+               "VALUES (%s,%s,%s,%s)")
+        n = 0
+        with conn.cursor() as cur:
+            start = time.perf_counter()
+            for i, r in _timed_rows(rows, seconds, 10**9):
+                # autocommit: one INSERT, one durable COMMIT
+                cur.execute(sql, (uuid.uuid5(r.originator_id, str(i)), r.version, r.topic,
+                                  r.state), prepare=True)
+                n += 1
+            single = n / (time.perf_counter() - start)
+
+        sql = sql.replace("bench_raw_single", "bench_raw_batch")
+        params = [(r.originator_id, r.version, r.topic, r.state) for r in rows]
+        start = time.perf_counter()
+        for k in range(0, len(params), batch):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(sql, params[k:k + batch])
+        batched = len(params) / (time.perf_counter() - start)
+        for table in ("bench_raw_single", "bench_raw_batch"):
+            conn.execute(f"DROP TABLE {table}")  # type: ignore[arg-type]
+        return single, batched
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
+    return s[k]
