@@ -11,6 +11,7 @@ storage engine's capacity the Python above it leaves on the table.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -33,8 +34,10 @@ PG_USER = os.environ.get("LIANXIN_PG_USER", "postgres")
 
 # -- where the benchmark writes ------------------------------------------------
 @contextlib.contextmanager
-def bench_settings(store: str) -> Iterator[Settings]:
-    """Fresh LIANXIN_HOME (and a fresh PostgreSQL database), removed after."""
+def bench_settings(store: str, *, plain_recorder: bool = False) -> Iterator[Settings]:
+    """Fresh LIANXIN_HOME (and a fresh PostgreSQL database), removed after.
+    ``plain_recorder`` swaps the configured recorder (the audit hash chain)
+    for the library's own, to show what the chain costs."""
     home = Path(tempfile.mkdtemp(prefix="lianxin-bench-"))
     dbname = f"lianxin_bench_{uuid.uuid4().hex[:10]}"
     env = {"LIANXIN_HOME": str(home), "LIANXIN_STORE": store,
@@ -44,7 +47,14 @@ def bench_settings(store: str) -> Iterator[Settings]:
     if store == "postgres":
         _pg_admin(f'CREATE DATABASE "{dbname}"')
     try:
-        yield Settings.from_env(env=env)
+        settings = Settings.from_env(env=env)
+        if plain_recorder:
+            module = "sqlite" if store == "sqlite" else "postgres"
+            cls = "SQLiteApplicationRecorder" if store == "sqlite" else "PostgresApplicationRecorder"
+            settings = dataclasses.replace(settings, extra_env={
+                **settings.extra_env,
+                "APPLICATION_RECORDER_TOPIC": f"eventsourcing.{module}:{cls}"})
+        yield settings
     finally:
         if store == "postgres":
             _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -3,37 +3,64 @@ commands that arrive together in one transaction.
 
 Why batching: SQLite fsyncs every commit and PostgreSQL serialises writers on
 a table lock, so one commit per command caps a busy center at the disk's
-commit rate. Commands that arrive while a commit is in progress are queued;
-the next thread to take the write lock runs the whole queue against one unit
-of work and commits it once ("flat combining"). Every caller still returns
-only after its own events are durable: an acknowledged command is never lost.
+commit rate. Commands that arrive while a commit is in progress queue up; one
+caller at a time is the *leader* and runs everything queued against one unit
+of work, committing it once ("flat combining"). The others sleep on their own
+event until their command is done, or until the leader hands leadership to
+them. Every caller returns only after its own events are durable: an
+acknowledged command is never lost.
 
-A handler that raises leaves no trace: the batch is re-run without it. A
-batch that meets a conflict (another process wrote the same aggregate) is
-re-run one command at a time with fresh state, retried a few times.
+Why a write cache of live aggregates: reloading (a query) and deep-copying
+(the library's guard against a half-applied command) an agent that has
+hundreds of remembered command ids cost more than the rest of a command put
+together. The bus keeps the committed state of the aggregates it wrote and
+hands them to handlers without a copy, which is safe because:
+
+* only the leader touches the cache;
+* a handler that fails with a domain error has, by the domain's rule, changed
+  nothing (checked: no new event, no version change, and the error was not
+  raised from inside an event's ``apply``), so the batch carries on;
+* any other failure evicts every aggregate of the unit of work and the batch
+  is re-run from the store without the failed command;
+* another process may have written an aggregate since it was cached. A stale
+  aggregate can only cause (a) events with versions that already exist, which
+  the store refuses (IntegrityError): the batch's aggregates are evicted and
+  each command is retried alone on fresh state; or (b) a domain error that
+  fresh state would not give: on a domain error the bus asks the store
+  whether the aggregates are behind, and if so re-runs on fresh state.
+
+A handler that raises leaves no trace; a batch that meets a conflict is re-run
+one command at a time with fresh state, retried a few times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from concurrent.futures import Future
+from _thread import allocate_lock as _allocate_lock
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Callable, Iterable, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
 
 from commands.application import CallCenter
 from commands.errors import AlreadyApplied, ConcurrencyConflict
 from domain.base import LianxinAggregate
-from domain.errors import NotFound
+from domain.errors import DomainError, NotFound
 
 A = TypeVar("A", bound=LianxinAggregate)
 
 MAX_BATCH = 512
 CONFLICT_RETRIES = 5
+DEFAULT_CACHE_SIZE = 10_000
+DRAINER_IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,23 +75,65 @@ class Outcome:
     result: Any = None
 
 
-class UnitOfWork:
-    """Aggregates a handler read or created, kept for one save."""
+class _WriteCache:
+    """Committed state of recently written aggregates (LRU). Leader only."""
 
-    def __init__(self, app: CallCenter, ctx: Any = None) -> None:
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[UUID, LianxinAggregate] = OrderedDict()
+
+    def get(self, aggregate_id: UUID) -> LianxinAggregate | None:
+        agg = self._items.get(aggregate_id)
+        if agg is not None:
+            self._items.move_to_end(aggregate_id)
+        return agg
+
+    def put_all(self, aggregates: Iterable[LianxinAggregate]) -> None:
+        if self.maxsize <= 0:
+            return
+        items = self._items
+        for agg in aggregates:
+            items[agg.id] = agg
+            items.move_to_end(agg.id)
+        while len(items) > self.maxsize:
+            items.popitem(last=False)
+
+    def evict(self, ids: Iterable[UUID]) -> None:
+        for i in ids:
+            self._items.pop(i, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class UnitOfWork:
+    """Aggregates the handlers of one batch read or created, kept for one save.
+
+    It also notes what each command touched (and how far each aggregate had
+    got before), so that a failed command can be told apart from the rest."""
+
+    def __init__(self, app: CallCenter, ctx: Any = None, cache: _WriteCache | None = None) -> None:
         self.app = app
         self.ctx = ctx
+        self._cache = cache
         self._seen: dict[UUID, LianxinAggregate] = {}
+        self._from_cache: set[UUID] = set()
+        self._touched: dict[UUID, tuple[LianxinAggregate, int, int]] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID, *, what: str | None = None) -> A:
         agg = self._seen.get(aggregate_id)
         if agg is None:
-            try:
-                agg = self.app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                raise NotFound(f"{what or cls.__name__} {aggregate_id} not found",
-                               id=str(aggregate_id)) from None
+            agg = self._cache.get(aggregate_id) if self._cache is not None else None
+            if agg is not None:
+                self._from_cache.add(aggregate_id)
+            else:
+                try:
+                    agg = self.app.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    raise NotFound(f"{what or cls.__name__} {aggregate_id} not found",
+                                   id=str(aggregate_id)) from None
             self._seen[aggregate_id] = agg
+        self._touch(agg)
         if not isinstance(agg, cls):
             raise NotFound(f"{aggregate_id} is not a {cls.__name__}", id=str(aggregate_id))
         return agg  # type: ignore[return-value]
@@ -77,12 +146,43 @@ class UnitOfWork:
 
     def add(self, aggregate: LianxinAggregate) -> None:
         self._seen[aggregate.id] = aggregate
+        # A new aggregate had nothing before this command.
+        self._touched[aggregate.id] = (aggregate, 0, 0)
 
     def pending(self) -> list[LianxinAggregate]:
         return [a for a in self._seen.values() if a.pending_events]
 
     def pending_count(self) -> int:
         return sum(len(a.pending_events) for a in self._seen.values())
+
+    # -- per command -------------------------------------------------------
+    def _touch(self, agg: LianxinAggregate) -> None:
+        if agg.id not in self._touched:
+            self._touched[agg.id] = (agg, agg.version, len(agg.pending_events))
+
+    def _begin_command(self) -> None:
+        self._touched = {}
+
+    def _new_events(self) -> int:
+        """Events the current command added."""
+        return sum(len(agg.pending_events) - n for agg, _, n in self._touched.values())
+
+    def _unchanged(self) -> bool:
+        """The current command left every aggregate it touched as it was."""
+        return all(agg.version == v and len(agg.pending_events) == n
+                   for agg, v, n in self._touched.values())
+
+    def _stale(self) -> list[UUID]:
+        """Cached aggregates the current command read that another writer
+        has moved on since (asked of the store: only on the error path)."""
+        stale = []
+        for agg, _, _ in self._touched.values():
+            if agg.id not in self._from_cache:
+                continue
+            committed = agg.version - len(agg.pending_events)
+            if self.app.recorder.select_events(agg.id, gt=committed, limit=1):
+                stale.append(agg.id)
+        return stale
 
 
 def guard(aggregate: LianxinAggregate, command_id: str | None,
@@ -100,158 +200,345 @@ def guard(aggregate: LianxinAggregate, command_id: str | None,
 Handler = Callable[[UnitOfWork, Any], Any]
 
 
-@dataclass
 class _Request:
-    handler: Handler
-    command: Any
-    done: threading.Event
-    outcome: Outcome | None = None
-    error: BaseException | None = None
-    aggregate_id: UUID | None = None
-    result: Any = None
-    new_events: int = 0
-    duplicate: bool = False
+    __slots__ = ("handler", "command", "wake", "future", "done", "outcome", "error",
+                 "aggregate_id", "result", "new_events", "duplicate")
+
+    def __init__(self, handler: Handler, command: Any) -> None:
+        self.handler = handler
+        self.command = command
+        self.wake: _Wake | None = None  # only the request a caller sleeps on
+        self.future: Future[Outcome] | None = None
+        self.done = False
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        self.aggregate_id: UUID | None = None
+        self.result: Any = None
+        self.new_events = 0
+        self.duplicate = False
+
+    def reset(self) -> None:
+        self.error, self.aggregate_id, self.result = None, None, None
+        self.new_events, self.duplicate = 0, False
+
+
+class _Rerun(Exception):
+    """The unit of work must be dropped and the batch run again from the store."""
+
+    def __init__(self, failed: _Request | None) -> None:
+        super().__init__()
+        self.failed = failed
 
 
 class CommandBus:
     def __init__(self, app: CallCenter, ctx: Any = None, *, batching: bool = True,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, cache_size: int | None = None) -> None:
         self.app = app
         self.ctx = ctx
         self.batching = batching
         self.max_batch = max_batch if batching else 1
+        if cache_size is None:
+            cache_size = int(app.env.get("AGGREGATE_CACHE_MAXSIZE") or DEFAULT_CACHE_SIZE)
+        self._cache = _WriteCache(cache_size)
         self._queue: deque[_Request] = deque()
-        self._queue_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._leading = False
+        self._drainer_wake = threading.Condition(self._lock)
+        self._drainer_turn = False
+        self._drainer_alive = False
         self._listeners: list[Callable[[int], None]] = []
+        # Only when the application does not customise save() (its hooks
+        # _record/_take_snapshots/_notify are still called).
+        self._plain_save = (type(app).save is Application.save
+                            and type(app).notify is Application.notify)
+        # Plain counters for benchmarks and health pages.
+        self.commits = 0
+        self.committed_commands = 0
+        self.conflicts = 0
 
     def on_commit(self, listener: Callable[[int], None]) -> None:
         """Called with the new head position after every commit (in-process
         projections use it to wake up at once instead of polling)."""
         self._listeners.append(listener)
 
+    @property
+    def queued(self) -> int:
+        """Commands waiting for the current batch to finish."""
+        return len(self._queue)
+
     # -- public ------------------------------------------------------------
     def execute(self, handler: Handler, command: Any) -> Outcome:
-        req = _Request(handler, command, threading.Event())
-        with self._queue_lock:
-            self._queue.append(req)
-        while not req.done.is_set():
-            if self._write_lock.acquire(timeout=0.002):
-                try:
-                    self._drain()
-                finally:
-                    self._write_lock.release()
-            else:
-                req.done.wait(0.002)
+        req = _Request(handler, command)
+        self._submit([req])
         if req.error is not None:
             raise req.error
         assert req.outcome is not None
         return req.outcome
 
     def execute_many(self, pairs: Iterable[tuple[Handler, Any]]) -> list[Outcome | BaseException]:
-        """Submit several commands at once (importers, benchmarks): they are
-        committed together, each with its own outcome or error."""
-        reqs = [_Request(h, c, threading.Event()) for h, c in pairs]
-        with self._queue_lock:
-            self._queue.extend(reqs)
-        while not all(r.done.is_set() for r in reqs):
-            with self._write_lock:
-                self._drain()
+        """Submit several commands at once (importers, benchmarks, a burst of
+        telephony events): they are committed together, in order, each with
+        its own outcome or error."""
+        reqs = [_Request(h, c) for h, c in pairs]
+        if reqs:
+            self._submit(reqs)
         return [r.error if r.error is not None else r.outcome for r in reqs]  # type: ignore[misc]
 
-    # -- inside the write lock --------------------------------------------
-    def _drain(self) -> None:
-        while True:
-            with self._queue_lock:
-                if not self._queue:
-                    return
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            self._run_batch(batch)
+    def submit(self, handler: Handler, command: Any) -> Future[Outcome]:
+        """Queue a command without blocking: the future resolves once its
+        events are durable (or fails with the command's error). For event
+        loops: thousands of calls in flight without a thread each."""
+        req = _Request(handler, command)
+        req.future = Future()
+        with self._lock:
+            self._queue.append(req)
+            if not self._leading:
+                self._leading = True
+                self._hand_over()
+        return req.future
 
+    async def execute_async(self, handler: Handler, command: Any) -> Outcome:
+        """``execute`` for asyncio callers: the loop keeps running while the
+        drainer thread commits."""
+        return await asyncio.wrap_future(self.submit(handler, command))
+
+    # -- leadership --------------------------------------------------------
+    # One leader at a time runs batches. A blocking caller who finds nobody
+    # leading leads itself (no thread hop: a lone caller pays nothing for
+    # batching). When its own command is done and others are queued, it hands
+    # over to the drainer thread, which leads until the queue is empty:
+    # handing over to another caller instead would put a thread wake-up (and
+    # a wait for the GIL) between every two batches.
+    def _submit(self, reqs: list[_Request]) -> None:
+        mine = reqs[-1]  # requests run in order: when the last is done, all are
+        mine.wake = _Wake()
+        with self._lock:
+            self._queue.extend(reqs)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead_until(mine)
+        while not mine.done:
+            mine.wake.wait()
+
+    def _lead_until(self, mine: _Request | None) -> None:
+        """Run batches until ``mine`` is done (a caller) or the queue is empty
+        (the drainer); then hand over or step down."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._leading = False
+                    return
+                if mine is not None and mine.done:
+                    self._hand_over()
+                    return
+                n = min(self.max_batch, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+            # A submitted command whose caller gave up before it started is
+            # dropped; once started, cancelling no longer stops it.
+            batch = [r for r in batch
+                     if r.future is None or r.future.set_running_or_notify_cancel()]
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 - nobody may be left hanging
+                # The store failed (not a handler): what was not committed
+                # is reported to its caller, who may retry (idempotent).
+                for r in batch:
+                    if not r.done:
+                        r.error = exc
+                        self._finish(r)
+
+    def _hand_over(self) -> None:
+        """Give leadership to the drainer thread (called holding the lock)."""
+        self._drainer_turn = True
+        if self._drainer_alive:
+            self._drainer_wake.notify()
+        else:
+            self._drainer_alive = True
+            threading.Thread(target=self._drainer, name="command-bus-drainer",
+                             daemon=True).start()
+
+    def _drainer(self) -> None:
+        while True:
+            with self._lock:
+                while not self._drainer_turn:
+                    # Idle for a while: stop; the next hand-over starts anew.
+                    if not self._drainer_wake.wait(DRAINER_IDLE_S) and not self._drainer_turn:
+                        self._drainer_alive = False
+                        return
+                self._drainer_turn = False
+            self._lead_until(None)
+
+    def _finish(self, req: _Request) -> None:
+        req.done = True
+        if req.wake is not None:
+            req.wake.set()
+        elif req.future is not None:
+            if req.error is not None:
+                req.future.set_exception(req.error)
+            else:
+                req.future.set_result(req.outcome)  # type: ignore[arg-type]
+
+    # -- inside leadership -------------------------------------------------
     def _run_batch(self, batch: list[_Request]) -> None:
         todo = batch
         while todo:
-            uow, ok, failed = self._apply_all(todo)
-            if failed is None:
-                self._commit(uow, ok)
-                return
-            # The failed handler may have changed aggregates before raising:
-            # drop this unit of work and redo the commands before it (they
-            # succeeded and are deterministic), then carry on after it.
-            if ok:
-                self._run_batch(ok)
-            todo = todo[failed + 1:]
-
-    def _apply_all(self, reqs: list[_Request]) -> tuple[UnitOfWork, list[_Request], int | None]:
-        uow = UnitOfWork(self.app, self.ctx)
-        ok: list[_Request] = []
-        for i, req in enumerate(reqs):
-            req.duplicate, req.error, req.new_events = False, None, 0
-            before = uow.pending_count()
+            uow = UnitOfWork(self.app, self.ctx, self._cache)
             try:
-                self._apply(uow, req)
+                ok = self._apply_all(uow, todo)
+            except _Rerun as rerun:
+                self._cache.evict(uow._seen)
+                todo = [r for r in todo if r is not rerun.failed and not r.done]
+                continue
+            self._commit(uow, ok)
+            return
+
+    def _apply_all(self, uow: UnitOfWork, reqs: list[_Request]) -> list[_Request]:
+        ok: list[_Request] = []
+        for req in reqs:
+            req.reset()
+            uow._begin_command()
+            try:
+                result = req.handler(uow, req.command)
             except AlreadyApplied as dup:
                 req.duplicate, req.aggregate_id = True, dup.aggregate_id  # type: ignore[assignment]
+                if not uow._unchanged():  # a handler that changed things before noticing
+                    req.outcome = Outcome(dup.aggregate_id, self.app.max_position(), 0, True)  # type: ignore[arg-type]
+                    self._finish(req)
+                    raise _Rerun(req) from None
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                clean = (isinstance(exc, DomainError) and uow._unchanged()
+                         and not _raised_while_applying(exc.__traceback__))
+                if clean and uow._stale():
+                    # Stale cached state may be why it failed: run again on
+                    # fresh state (the failure will be reported if it recurs).
+                    raise _Rerun(None) from None
                 req.error = exc
-                req.done.set()
-                return uow, ok, i
+                self._finish(req)
+                if not clean:
+                    raise _Rerun(req) from None
+                continue
             else:
-                req.new_events = uow.pending_count() - before
+                req.result = result
+                req.aggregate_id = getattr(result, "id", result if isinstance(result, UUID) else None)
+                req.new_events = uow._new_events()
             ok.append(req)
-        return uow, ok, None
-
-    def _apply(self, uow: UnitOfWork, req: _Request) -> None:
-        result = req.handler(uow, req.command)
-        req.result = result
-        req.aggregate_id = getattr(result, "id", result if isinstance(result, UUID) else None)
+        return ok
 
     def _commit(self, uow: UnitOfWork, reqs: list[_Request]) -> None:
         try:
             position = self._save(uow)
         except IntegrityError:
+            self.conflicts += 1
+            self._cache.evict(uow._seen)
             for req in reqs:
                 self._retry_alone(req)
             return
+        except BaseException:
+            self._cache.evict(uow._seen)
+            raise
+        self._cache.put_all(uow._seen.values())
+        self.committed_commands += len(reqs)
         for req in reqs:
             req.outcome = Outcome(req.aggregate_id, position, req.new_events, req.duplicate,
                                   _public(req.result))
-            req.done.set()
+            self._finish(req)
 
     def _save(self, uow: UnitOfWork) -> int:
         pending = uow.pending()
         if not pending:
             return self.app.max_position()
-        recordings = self.app.save(*pending)
+        if self._plain_save:
+            recordings = self._save_collected(pending)
+        else:
+            recordings = self.app.save(*pending)
+        self.commits += 1
         position = max(r.notification.id for r in recordings)
         for listener in self._listeners:
             listener(position)
         return position
 
+    def _save_collected(self, pending: list[LianxinAggregate]) -> list[Any]:
+        """What ``Application.save`` does, minus its per-object runtime
+        Protocol checks (tens of microseconds each on Python 3.11, a quarter
+        of a busy batch): the bus knows it holds aggregates."""
+        pe: ProcessingEvent[UUID] = ProcessingEvent()
+        events = pe.events
+        for agg in pending:
+            events.extend(agg.collect_events())
+            pe.aggregates[agg.id] = agg
+        recordings = self.app._record(pe)
+        self.app._take_snapshots(pe)
+        self.app._notify(recordings)
+        return recordings
+
     def _retry_alone(self, req: _Request) -> None:
+        """Re-run one command on fresh state until it commits, is refused, or
+        the other writer keeps winning."""
         for attempt in range(CONFLICT_RETRIES):
-            uow = UnitOfWork(self.app, self.ctx)
-            req.duplicate = False
+            uow = UnitOfWork(self.app, self.ctx, None)  # fresh from the store
+            req.reset()
+            uow._begin_command()
             try:
-                self._apply(uow, req)
-                req.new_events = uow.pending_count()
+                req.result = req.handler(uow, req.command)
+                req.aggregate_id = getattr(req.result, "id",
+                                           req.result if isinstance(req.result, UUID) else None)
+                req.new_events = uow._new_events()
                 position = self._save(uow)
             except AlreadyApplied as dup:
                 req.outcome = Outcome(dup.aggregate_id, self.app.max_position(), 0, True,  # type: ignore[arg-type]
                                       None)
                 break
             except IntegrityError:
+                self.conflicts += 1
                 time.sleep(0.001 * (2 ** attempt))
                 continue
             except BaseException as exc:  # noqa: BLE001
                 req.error = exc
                 break
+            self._cache.put_all(uow._seen.values())
+            self.committed_commands += 1
             req.outcome = Outcome(req.aggregate_id, position, req.new_events, False,
                                   _public(req.result))
             break
         else:
             req.error = ConcurrencyConflict("another writer kept changing the same aggregate; try again")
-        req.done.set()
+        self._finish(req)
+
+
+class _Wake:
+    """A one-shot wake-up: a bare lock taken at birth and released by
+    ``set()``. Cheaper than ``threading.Event`` (no Condition) on the path
+    every waiting caller takes."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already set
+            pass
+
+    def wait(self) -> None:
+        self._lock.acquire()
+        self._lock.release()
+
+
+_MUTATE_CODE = CanMutateAggregate.mutate.__code__
+
+
+def _raised_while_applying(tb: TracebackType | None) -> bool:
+    """Did the exception pass through an event's mutate()? Then an aggregate
+    may be half-changed even though its version is not."""
+    while tb is not None:
+        if tb.tb_frame.f_code is _MUTATE_CODE:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _public(result: Any) -> Any:

@@ -335,6 +335,14 @@ def change_skills(uow: UnitOfWork, cmd: m.ChangeSkills) -> Agent:
 
 
 # -- work orders ------------------------------------------------------------
+def _work_order_hooks() -> Any:
+    """Deadlines, merging and callbacks (commands.work_order_handlers); imported
+    late because that module registers its own handlers through this one."""
+    from commands import work_order_handlers
+
+    return work_order_handlers
+
+
 def _work_order(uow: UnitOfWork, cmd: Any) -> WorkOrder:
     wo = uow.get(WorkOrder, cmd.work_order_id, what="work order")
     guard(wo, cmd.command_id, cmd.expected_version)
@@ -347,6 +355,9 @@ def open_work_order(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> WorkOrder:
         existing = uow.find(WorkOrder, work_order_id_for(cmd.command_id))
         if existing is not None:
             raise AlreadyApplied(existing.id)
+    answered = _work_order_hooks().intake(uow, cmd)  # outage answer or duplicate merge
+    if answered is not None:
+        return answered
     call = uow.get(Call, cmd.call_id, what="call") if cmd.call_id else None
     customer = cmd.customer or {}
     phone = customer.get("phone") if isinstance(customer, dict) else None
@@ -358,6 +369,7 @@ def open_work_order(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> WorkOrder:
                         customer=cmd.customer, location=cmd.location, priority=cmd.priority,
                         key=cmd.command_id, **kw)
     uow.add(wo)
+    _work_order_hooks().after_open(uow, wo, cmd)  # deadlines, policy version
     if call is not None:
         call.link_work_order(wo.id, occurred_at=kw["occurred_at"], command_id=None,
                              actor=cmd.actor)
@@ -368,6 +380,7 @@ def open_work_order(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> WorkOrder:
 def dispatch_work_order(uow: UnitOfWork, cmd: m.DispatchWorkOrder) -> WorkOrder:
     wo = _work_order(uow, cmd)
     wo.dispatch(cmd.department, **_kw(uow, cmd))
+    _work_order_hooks().after_dispatch(uow, wo, cmd)
     return wo
 
 
@@ -389,15 +402,13 @@ def note_progress(uow: UnitOfWork, cmd: m.NoteProgress) -> WorkOrder:
 def resolve_work_order(uow: UnitOfWork, cmd: m.ResolveWorkOrder) -> WorkOrder:
     wo = _work_order(uow, cmd)
     wo.resolve(cmd.resolution, note=cmd.note, **_kw(uow, cmd))
+    _work_order_hooks().after_resolve(uow, wo, cmd)  # callback task
     return wo
 
 
 @handles(m.RecordCallback)
 def record_callback(uow: UnitOfWork, cmd: m.RecordCallback) -> WorkOrder:
-    wo = _work_order(uow, cmd)
-    wo.record_callback(cmd.result, satisfaction=cmd.satisfaction, reason=cmd.reason,
-                       **_kw(uow, cmd))
-    return wo
+    return _work_order_hooks().record_callback_attempt(uow, cmd)  # retries per policy
 
 
 @handles(m.CloseWorkOrder)
@@ -411,6 +422,7 @@ def close_work_order(uow: UnitOfWork, cmd: m.CloseWorkOrder) -> WorkOrder:
 def reopen_work_order(uow: UnitOfWork, cmd: m.ReopenWorkOrder) -> WorkOrder:
     wo = _work_order(uow, cmd)
     wo.reopen(cmd.reason, **_kw(uow, cmd))
+    _work_order_hooks().after_reopen(uow, wo, cmd)
     return wo
 
 

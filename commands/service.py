@@ -7,6 +7,9 @@ from typing import Any, Iterable
 from commands.application import CallCenter
 from commands.bus import CommandBus, Outcome
 from commands.handlers import HandlerContext, handler_for
+from commands import work_order_handlers  # noqa: F401 - registers its handlers
+from commands import import_handlers  # noqa: F401 - registers its handlers
+from commands import audit_handlers  # noqa: F401 - registers its handlers
 from commands.messages import Command
 
 
@@ -21,6 +24,11 @@ class CommandService:
 
     def handle_many(self, cmds: Iterable[Command]) -> list[Outcome | BaseException]:
         return self.bus.execute_many((handler_for(c), c) for c in cmds)
+
+    async def handle_async(self, cmd: Command) -> Outcome:
+        """For asyncio callers (telephony adapter, async endpoints): awaits
+        durability without blocking the loop or holding a thread."""
+        return await self.bus.execute_async(handler_for(cmd), cmd)
 
     def get(self, aggregate_id: Any) -> Any:
         return self.app.repository.get(aggregate_id)

@@ -157,6 +157,8 @@ class Acd:
 
     def agent_ready(self, employee_no: str, *, skills: Mapping[str, int], ready_since: datetime,
                     endpoint: str) -> None:
+        if self.ringing_for(employee_no) is not None:
+            return  # already offered a call; their ready state is stale news
         self._ready[employee_no] = _Agent(employee_no, dict(skills), ready_since, endpoint)
 
     def agent_unavailable(self, employee_no: str) -> None:
@@ -260,6 +262,12 @@ class Acd:
     def ringing_agent(self, call_id: str) -> str | None:
         r = self._ringing.get(call_id)
         return r.employee_no if r else None
+
+    def ringing_for(self, employee_no: str) -> str | None:
+        for r in self._ringing.values():
+            if r.employee_no == employee_no:
+                return r.call_id
+        return None
 
     def ready_agents(self) -> list[str]:
         return sorted(self._ready, key=lambda e: (self._ready[e].ready_since, e))

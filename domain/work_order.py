@@ -7,7 +7,7 @@ needs (type, category, priority, policy version, clocks) are here already.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -33,6 +33,7 @@ class WorkOrderStatus(str, Enum):
     ACCEPTED = "accepted"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    MERGED = "merged"  # folded into another order (a duplicate report); may be split out again
 
 
 CHANNELS = {"phone", "web", "app", "sms", "email", "wechat", "letter", "walk_in", "referral"}
@@ -74,6 +75,8 @@ class WorkOrder(LianxinAggregate):
         self.progress_notes = 0
         self.callbacks: list[dict[str, Any]] = []
         self.reopen_count = 0
+        self.opened_by = actor
+        self._init_follow_through()
         self._remember(command_id)
 
     @classmethod
@@ -112,7 +115,7 @@ class WorkOrder(LianxinAggregate):
 
     @property
     def is_open(self) -> bool:
-        return self.status not in (WorkOrderStatus.CLOSED,)
+        return self.status not in (WorkOrderStatus.CLOSED, WorkOrderStatus.MERGED)
 
     def dispatch(self, department: str, occurred_at: datetime, command_id: str | None = None,
                  actor: str | None = None) -> None:
@@ -184,18 +187,12 @@ class WorkOrder(LianxinAggregate):
     def record_callback(self, result: str, occurred_at: datetime,
                         satisfaction: int | None = None, reason: str = "",
                         command_id: str | None = None, actor: str | None = None) -> None:
-        if self.status != WorkOrderStatus.RESOLVED and self.status != WorkOrderStatus.CLOSED:
-            raise InvariantViolation("a callback follows a resolved work order")
-        if result not in CALLBACK_RESULTS:
-            raise InvalidValue(f"result must be one of {sorted(CALLBACK_RESULTS)}", field="result")
-        if satisfaction is not None and (not isinstance(satisfaction, int) or not 1 <= satisfaction <= 5):
-            raise InvalidValue("satisfaction must be 1..5", field="satisfaction")
-        if satisfaction is not None and result != "reached":
-            raise InvalidValue("satisfaction needs a reached callback", field="satisfaction")
-        self._callback_recorded(result=result, satisfaction=satisfaction, reason=reason or "",
-                                occurred_at=require_aware(occurred_at), command_id=command_id,
-                                actor=actor)
+        """Kept for existing callers: an attempt with no retry policy."""
+        self.attempt_callback(result, occurred_at, satisfaction=satisfaction, reason=reason,
+                              command_id=command_id, actor=actor)
 
+    # Stored CallbackRecorded events (before callback tasks existed) still
+    # replay through this method; new attempts are CallbackAttempted.
     @event("CallbackRecorded")
     def _callback_recorded(self, result: str, satisfaction: int | None, reason: str,
                            occurred_at: datetime, command_id: str | None,
@@ -233,6 +230,8 @@ class WorkOrder(LianxinAggregate):
         self.resolved_at = None
         self.closed_at = None
         self.reopen_count += 1
+        if self.callback_task and self.callback_task["state"] == "pending":
+            self.callback_task["state"] = "reopened"
         self._remember(command_id)
 
     def link_call(self, call_id: UUID, occurred_at: datetime, command_id: str | None = None,
@@ -247,3 +246,438 @@ class WorkOrder(LianxinAggregate):
                      actor: str | None) -> None:
         self.call_ids.append(call_id)
         self._remember(command_id)
+
+    # -- deadlines, urging, escalation (issue 5) -----------------------------
+    # The policy and the calendar live outside the aggregate; handlers compute
+    # the deadlines and the aggregate records them, so replaying an old order
+    # never consults today's policy.
+    def _init_follow_through(self) -> None:
+        self.policy_version: str | None = None
+        self.deadlines: dict[str, datetime] = {}
+        self.deadline_units: dict[str, str] = {}
+        self.urgings: dict[str, int] = {}
+        self.last_urged_at: datetime | None = None
+        self.escalation_level = 0
+        self.paused_at: datetime | None = None
+        self.paused_seconds = 0.0
+        self.links: dict[str, dict[str, Any]] = {}
+        self.merged_into: UUID | None = None
+        self.split_from: UUID | None = None
+        self.referral: dict[str, str] | None = None
+        self.referrals_out: list[dict[str, str]] = []
+        self.replies = 0
+        self.callback_task: dict[str, Any] | None = None
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
+
+    def active_stages(self) -> tuple[str, ...]:
+        """Stages whose deadline is still in play (not yet met)."""
+        if self.status in (WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED,
+                           WorkOrderStatus.MERGED):
+            return ()
+        stages = []
+        if self.status == WorkOrderStatus.OPEN:
+            stages.append("dispatch")
+        if self.status == WorkOrderStatus.DISPATCHED:
+            stages.append("accept")
+        stages.append("resolve")
+        return tuple(s for s in stages if s in self.deadlines)
+
+    def set_deadlines(self, deadlines: dict[str, datetime], units: dict[str, str], reason: str,
+                      policy_version: str, occurred_at: datetime, command_id: str | None = None,
+                      actor: str | None = None) -> None:
+        """``units`` says how each deadline was counted (``working_days``
+        clocks keep working time when paused), so a resumed clock follows the
+        promise as it was made, not today's policy."""
+        for stage, when in deadlines.items():
+            require_aware(when, f"deadlines.{stage}")
+        self._deadlines_set(deadlines=dict(deadlines), units=dict(units),
+                            reason=require_text(reason, "reason"),
+                            policy_version=require_text(policy_version, "policy_version"),
+                            occurred_at=require_aware(occurred_at), command_id=command_id,
+                            actor=actor)
+
+    @event("DeadlinesSet")
+    def _deadlines_set(self, deadlines: dict[str, datetime], units: dict[str, str], reason: str,
+                       policy_version: str, occurred_at: datetime, command_id: str | None,
+                       actor: str | None) -> None:
+        self.deadline_units.update(units)
+        for stage, when in deadlines.items():
+            if self.deadlines.get(stage) != when:
+                self.urgings[stage] = 0  # a new promise starts its own urging count
+            self.deadlines[stage] = when
+        self.policy_version = policy_version
+        self._remember(command_id)
+
+    def urge(self, stage: str, seq: int, due_at: datetime, department: str,
+             escalate_after: int, escalate_to: str, occurred_at: datetime,
+             command_id: str | None = None, actor: str | None = None) -> None:
+        if stage not in self.active_stages():
+            raise InvariantViolation(f"the {stage} deadline is no longer in play")
+        if self.is_paused:
+            raise InvariantViolation("the clock is paused: no urging")
+        expected = self.urgings.get(stage, 0) + 1
+        if seq != expected:
+            raise InvariantViolation(f"urging {seq} of {stage} is out of turn (next is {expected})")
+        deadline = self.deadlines[stage]
+        self._urged(stage=stage, seq=seq, deadline=deadline, due_at=require_aware(due_at),
+                    department=require_text(department, "department"),
+                    occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
+        if escalate_after and seq % escalate_after == 0:
+            self._escalated(stage=stage, deadline=deadline, level=seq // escalate_after,
+                            to=escalate_to, after_urgings=seq, occurred_at=occurred_at,
+                            command_id=None, actor=actor)
+
+    @event("Urged")
+    def _urged(self, stage: str, seq: int, deadline: datetime, due_at: datetime,
+               department: str, occurred_at: datetime, command_id: str | None,
+               actor: str | None) -> None:
+        self.urgings[stage] = seq
+        self.last_urged_at = occurred_at
+        self._remember(command_id)
+
+    @event("Escalated")
+    def _escalated(self, stage: str, deadline: datetime, level: int, to: str,
+                   after_urgings: int, occurred_at: datetime, command_id: str | None,
+                   actor: str | None) -> None:
+        self.escalation_level = max(self.escalation_level, level)
+        self._remember(command_id)
+
+    def pause_clock(self, reason: str, occurred_at: datetime, command_id: str | None = None,
+                    actor: str | None = None) -> None:
+        if self.status not in (WorkOrderStatus.OPEN, WorkOrderStatus.DISPATCHED,
+                               WorkOrderStatus.ACCEPTED):
+            raise InvariantViolation(f"no clock runs on a work order that is {self.status.value}")
+        if self.is_paused:
+            raise InvariantViolation("the clock is already paused")
+        self._clock_paused(reason=require_text(reason, "reason"),
+                           occurred_at=require_aware(occurred_at), command_id=command_id,
+                           actor=actor)
+
+    @event("ClockPaused")
+    def _clock_paused(self, reason: str, occurred_at: datetime, command_id: str | None,
+                      actor: str | None) -> None:
+        self.paused_at = occurred_at
+        self._remember(command_id)
+
+    def resume_clock(self, occurred_at: datetime, command_id: str | None = None,
+                     actor: str | None = None) -> float:
+        if not self.is_paused:
+            raise InvariantViolation("the clock is not paused")
+        assert self.paused_at is not None
+        require_aware(occurred_at)
+        if occurred_at < self.paused_at:
+            raise InvalidValue("a clock cannot resume before it was paused", field="occurred_at")
+        paused_s = (occurred_at - self.paused_at).total_seconds()
+        self._clock_resumed(paused_seconds=paused_s, occurred_at=occurred_at,
+                            command_id=command_id, actor=actor)
+        return paused_s
+
+    @event("ClockResumed")
+    def _clock_resumed(self, paused_seconds: float, occurred_at: datetime,
+                       command_id: str | None, actor: str | None) -> None:
+        self.paused_at = None
+        self.paused_seconds += paused_seconds
+        self._remember(command_id)
+
+    # -- duplicate reports: merge and split ---------------------------------
+    def link_caller(self, link_id: str, occurred_at: datetime, call_id: UUID | None = None,
+                    customer_ref: str = "", location: dict[str, str] | None = None,
+                    summary: str = "", customer: dict[str, Any] | None = None,
+                    source_work_order_id: UUID | None = None, command_id: str | None = None,
+                    actor: str | None = None) -> None:
+        """Another caller reported the same fault: linked, not dispatched again."""
+        if not self.is_open or self.status == WorkOrderStatus.RESOLVED:
+            raise InvariantViolation(f"cannot merge into a work order that is {self.status.value}")
+        if link_id in self.links:
+            raise InvariantViolation(f"{link_id} is already linked")
+        pii = {"summary": summary, **({"customer": dict(customer)} if customer else {})}
+        self._caller_linked(link_id=require_text(link_id, "link_id"), call_id=call_id,
+                            customer_ref=customer_ref, location=dict(location or {}),
+                            source_work_order_id=source_work_order_id, pii=pii,
+                            occurred_at=require_aware(occurred_at), command_id=command_id,
+                            actor=actor)
+
+    @event("CallerLinked")
+    def _caller_linked(self, link_id: str, call_id: UUID | None, customer_ref: str,
+                       location: dict[str, str], source_work_order_id: UUID | None,
+                       pii: dict[str, Any], occurred_at: datetime, command_id: str | None,
+                       actor: str | None) -> None:
+        self.links[link_id] = {"call_id": call_id, "customer_ref": customer_ref,
+                               "location": dict(location), "at": occurred_at,
+                               "source_work_order_id": source_work_order_id, "split_to": None,
+                               "pii": pii}
+        if call_id and call_id not in self.call_ids:
+            self.call_ids.append(call_id)
+        self._remember(command_id)
+
+    def split(self, link_id: str, new_work_order_id: UUID, occurred_at: datetime,
+              command_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
+        """Undo a wrong merge: the linked report becomes its own order."""
+        link = self.links.get(link_id)
+        if link is None:
+            raise InvariantViolation(f"{link_id} is not linked to this work order")
+        if link["split_to"] is not None:
+            raise InvariantViolation(f"{link_id} was already split off")
+        self._split(link_id=link_id, new_work_order_id=new_work_order_id,
+                    occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
+        return link
+
+    @event("Split")
+    def _split(self, link_id: str, new_work_order_id: UUID, occurred_at: datetime,
+               command_id: str | None, actor: str | None) -> None:
+        link = self.links[link_id]
+        link["split_to"] = new_work_order_id
+        if link["call_id"] in self.call_ids:
+            self.call_ids.remove(link["call_id"])
+        self._remember(command_id)
+
+    def note_split_from(self, source_id: UUID, link_id: str, occurred_at: datetime,
+                        command_id: str | None = None, actor: str | None = None) -> None:
+        self._split_from(source_work_order_id=source_id, link_id=link_id,
+                         occurred_at=require_aware(occurred_at), command_id=command_id,
+                         actor=actor)
+
+    @event("SplitFrom")
+    def _split_from(self, source_work_order_id: UUID, link_id: str, occurred_at: datetime,
+                    command_id: str | None, actor: str | None) -> None:
+        self.split_from = source_work_order_id
+        if self.status == WorkOrderStatus.MERGED:
+            # A merged order split out again carries on where it stood.
+            self.status = (WorkOrderStatus.DISPATCHED if self.department
+                           else WorkOrderStatus.OPEN)
+            self.merged_into = None
+        self._remember(command_id)
+
+    def merge_into(self, target_id: UUID, occurred_at: datetime, command_id: str | None = None,
+                   actor: str | None = None) -> None:
+        """An order found to duplicate another after it was opened."""
+        if target_id == self.id:
+            raise InvariantViolation("a work order cannot be merged into itself")
+        if self.status not in (WorkOrderStatus.OPEN, WorkOrderStatus.DISPATCHED,
+                               WorkOrderStatus.ACCEPTED):
+            raise InvariantViolation(f"cannot merge a work order that is {self.status.value}")
+        self._merged_into(target_id=target_id, occurred_at=require_aware(occurred_at),
+                          command_id=command_id, actor=actor)
+
+    @event("MergedInto")
+    def _merged_into(self, target_id: UUID, occurred_at: datetime, command_id: str | None,
+                     actor: str | None) -> None:
+        self.status = WorkOrderStatus.MERGED
+        self.merged_into = target_id
+        self._remember(command_id)
+
+    # -- referrals with public services (12345 / 110 / 119) -------------------
+    def receive_referral(self, partner: str, reference: str, occurred_at: datetime,
+                         command_id: str | None = None, actor: str | None = None) -> None:
+        _partner(partner)
+        if self.referral is not None:
+            raise InvariantViolation("the work order already records its referral")
+        self._referral_received(partner=partner, reference=require_text(reference, "reference"),
+                                occurred_at=require_aware(occurred_at), command_id=command_id,
+                                actor=actor)
+
+    @event("ReferralReceived")
+    def _referral_received(self, partner: str, reference: str, occurred_at: datetime,
+                           command_id: str | None, actor: str | None) -> None:
+        self.referral = {"partner": partner, "reference": reference}
+        self._remember(command_id)
+
+    def refer_out(self, partner: str, reference: str, occurred_at: datetime,
+                  command_id: str | None = None, actor: str | None = None) -> None:
+        _partner(partner)
+        if not self.is_open:
+            raise InvariantViolation(f"cannot refer a work order that is {self.status.value}")
+        self._referred_out(partner=partner, reference=require_text(reference, "reference"),
+                           occurred_at=require_aware(occurred_at), command_id=command_id,
+                           actor=actor)
+
+    @event("ReferredOut")
+    def _referred_out(self, partner: str, reference: str, occurred_at: datetime,
+                      command_id: str | None, actor: str | None) -> None:
+        self.referrals_out.append({"partner": partner, "reference": reference})
+        self._remember(command_id)
+
+    def send_reply(self, partner: str, text: str, occurred_at: datetime,
+                   command_id: str | None = None, actor: str | None = None) -> None:
+        """The result reported back to the partner that referred the order."""
+        known = ([self.referral] if self.referral else []) + self.referrals_out
+        match = [r for r in known if r["partner"] == partner]
+        if not match:
+            raise InvariantViolation(f"no referral with {partner} on this work order")
+        self._reply_sent(partner=partner, reference=match[0]["reference"],
+                         pii={"text": require_text(text, "text")},
+                         occurred_at=require_aware(occurred_at), command_id=command_id,
+                         actor=actor)
+
+    @event("ReplySent")
+    def _reply_sent(self, partner: str, reference: str, pii: dict[str, Any],
+                    occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
+        self.replies += 1
+        self._remember(command_id)
+
+    # -- callbacks (回访) ------------------------------------------------------
+    def schedule_callback(self, due_at: datetime, give_up_at: datetime, retry_after: str,
+                          max_attempts: int, assignee: str, team: str, policy_version: str,
+                          occurred_at: datetime, command_id: str | None = None,
+                          actor: str | None = None) -> None:
+        if self.status != WorkOrderStatus.RESOLVED:
+            raise InvariantViolation("a callback task follows a resolution")
+        if self.callback_task and self.callback_task["state"] == "pending":
+            raise InvariantViolation("a callback task is already pending")
+        task = (self.callback_task["task"] + 1) if self.callback_task else 1
+        self._callback_task_scheduled(
+            task=task, due_at=require_aware(due_at, "due_at"),
+            give_up_at=require_aware(give_up_at, "give_up_at"),
+            retry_after=retry_after, max_attempts=max_attempts,
+            assignee=assignee or "", team=team or "", policy_version=policy_version,
+            occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
+
+    @event("CallbackTaskScheduled")
+    def _callback_task_scheduled(self, task: int, due_at: datetime, give_up_at: datetime,
+                                 retry_after: str, max_attempts: int, assignee: str,
+                                 team: str, policy_version: str, occurred_at: datetime,
+                                 command_id: str | None, actor: str | None) -> None:
+        self.callback_task = {"task": task, "due_at": due_at, "next_due_at": due_at,
+                              "give_up_at": give_up_at, "attempts": 0, "state": "pending",
+                              "max_attempts": max_attempts, "assignee": assignee, "team": team,
+                              "scheduled_at": occurred_at}
+        self._remember(command_id)
+
+    def attempt_callback(self, result: str, occurred_at: datetime,
+                         satisfaction: int | None = None, reason: str = "",
+                         next_due_at: datetime | None = None, command_id: str | None = None,
+                         actor: str | None = None) -> str:
+        """Records one attempt; returns what became of the task: ``reached``,
+        ``refused``, ``retry`` or ``gave_up`` (or ``untracked`` without a task)."""
+        if self.status not in (WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED):
+            raise InvariantViolation("a callback follows a resolved work order")
+        if result not in CALLBACK_RESULTS:
+            raise InvalidValue(f"result must be one of {sorted(CALLBACK_RESULTS)}", field="result")
+        if satisfaction is not None and (isinstance(satisfaction, bool)
+                                         or not isinstance(satisfaction, int)
+                                         or not 1 <= satisfaction <= 5):
+            raise InvalidValue("satisfaction must be 1..5", field="satisfaction")
+        if satisfaction is not None and result != "reached":
+            raise InvalidValue("satisfaction needs a reached callback", field="satisfaction")
+        require_aware(occurred_at)
+        task = self.callback_task
+        if task is not None and task["state"] != "pending":
+            raise InvariantViolation(f"the callback task is {task['state']}")
+        if task is None:
+            outcome, attempt, task_no = "untracked", len(self.callbacks) + 1, 0
+            next_due_at = None
+        else:
+            attempt, task_no = task["attempts"] + 1, task["task"]
+            if result == "reached":
+                outcome, next_due_at = "reached", None
+            elif result == "refused":
+                outcome, next_due_at = "refused", None
+            elif attempt >= task["max_attempts"] or occurred_at >= task["give_up_at"]:
+                outcome, next_due_at = "gave_up", None
+            else:
+                outcome = "retry"
+                next_due_at = min(next_due_at or task["give_up_at"], task["give_up_at"])
+        self._callback_attempted(task=task_no, attempt=attempt, result=result,
+                                 satisfaction=satisfaction, reason=reason or "",
+                                 outcome=outcome, next_due_at=next_due_at,
+                                 occurred_at=occurred_at, command_id=command_id, actor=actor)
+        return outcome
+
+    @event("CallbackAttempted")
+    def _callback_attempted(self, task: int, attempt: int, result: str,
+                            satisfaction: int | None, reason: str, outcome: str,
+                            next_due_at: datetime | None, occurred_at: datetime,
+                            command_id: str | None, actor: str | None) -> None:
+        self.callbacks.append({"at": occurred_at, "result": result, "satisfaction": satisfaction,
+                               "task": task, "attempt": attempt, "outcome": outcome})
+        if self.callback_task is not None and task == self.callback_task["task"]:
+            self.callback_task["attempts"] = attempt
+            self.callback_task["next_due_at"] = next_due_at
+            if outcome != "retry":
+                self.callback_task["state"] = outcome
+        self._remember(command_id)
+
+    def give_up_callback(self, task: int, occurred_at: datetime, command_id: str | None = None,
+                         actor: str | None = None) -> None:
+        """The retry window closed without reaching the customer."""
+        t = self.callback_task
+        if t is None or t["task"] != task or t["state"] != "pending":
+            raise InvariantViolation(f"callback task {task} is not pending")
+        if occurred_at < t["give_up_at"]:
+            raise InvariantViolation("the callback retry window is still open")
+        self._callback_gave_up(task=task, attempts=t["attempts"], give_up_at=t["give_up_at"],
+                               occurred_at=require_aware(occurred_at), command_id=command_id,
+                               actor=actor)
+
+    @event("CallbackGaveUp")
+    def _callback_gave_up(self, task: int, attempts: int, give_up_at: datetime,
+                          occurred_at: datetime, command_id: str | None,
+                          actor: str | None) -> None:
+        assert self.callback_task is not None
+        self.callback_task["state"] = "gave_up"
+        self.callback_task["next_due_at"] = None
+        self._remember(command_id)
+
+
+PARTNERS = {"12345", "110", "119", "120", "122"}
+
+
+def _partner(partner: str) -> str:
+    if partner not in PARTNERS:
+        raise InvalidValue(f"partner must be one of {sorted(PARTNERS)}", field="partner")
+    return partner
+
+
+def location_keys(location: dict[str, str], kinds: tuple[str, ...]) -> list[str]:
+    """Normalised "kind:value" keys a duplicate or an outage is matched on."""
+    keys = []
+    for kind in kinds:
+        value = (location.get(kind) or "").strip()
+        if value:
+            keys.append(f"{kind}:{' '.join(value.lower().split())}")
+    return keys
+
+
+class FaultLocation(LianxinAggregate):
+    """The latest fault order for one place (a transformer, a feeder, an
+    address). Handlers read it in the same unit of work as the new report, so
+    two simultaneous reports of one fault cannot both be dispatched: the
+    second conflicts, is retried, and merges."""
+
+    @event("Created")
+    def __init__(self, *, key: str, work_order_id: UUID, opened_at: datetime,
+                 occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
+        self.key = key
+        self.work_order_id = work_order_id
+        self.opened_at = opened_at
+        self._remember(command_id)
+
+    @classmethod
+    def start(cls, key: str, work_order_id: UUID, opened_at: datetime,
+              actor: str | None = None) -> FaultLocation:
+        return cls._create(cls.Created, id=fault_location_id(key), key=key,
+                           work_order_id=work_order_id, opened_at=opened_at,
+                           occurred_at=opened_at, command_id=None, actor=actor)
+
+    def note_order(self, work_order_id: UUID, opened_at: datetime,
+                   actor: str | None = None) -> None:
+        if work_order_id == self.work_order_id:
+            return
+        self._order_noted(work_order_id=work_order_id, opened_at=opened_at,
+                          occurred_at=opened_at, command_id=None, actor=actor)
+
+    @event("OrderNoted")
+    def _order_noted(self, work_order_id: UUID, opened_at: datetime, occurred_at: datetime,
+                     command_id: str | None, actor: str | None) -> None:
+        self.work_order_id = work_order_id
+        self.opened_at = opened_at
+
+    def within(self, window: timedelta, at: datetime) -> bool:
+        return self.opened_at <= at <= self.opened_at + window
+
+
+def fault_location_id(key: str) -> UUID:
+    return stable_id("fault-location", key)

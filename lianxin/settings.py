@@ -6,6 +6,8 @@ LIANXIN_PG_*          HOST, PORT, USER, PASSWORD, DBNAME, SCHEMA for postgres
 LIANXIN_TZ            the center's time zone, for "today" and calendars
 LIANXIN_SL_THRESHOLD_S  default service-level answer threshold in seconds (20)
 LIANXIN_PSEUDONYM_KEY key of the caller-number hash (generated into HOME if unset)
+LIANXIN_WORK_ORDER_POLICY  work-order policy TOML (default lianxin/config/work_order_policy.toml)
+LIANXIN_CALENDAR      working-day calendar TOML (default lianxin/config/calendar_cn.toml)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Settings:
     pg_schema: str = "public"
     timezone: str = "Asia/Shanghai"
     pseudonym_key: str = ""
+    work_order_policy: str = ""
+    calendar: str = ""
     service_level_threshold_s: int = 20
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -46,6 +50,8 @@ class Settings:
             pg_schema=e.get("LIANXIN_PG_SCHEMA", "public"),
             timezone=e.get("LIANXIN_TZ", "Asia/Shanghai"),
             pseudonym_key=e.get("LIANXIN_PSEUDONYM_KEY", ""),
+            work_order_policy=e.get("LIANXIN_WORK_ORDER_POLICY", ""),
+            calendar=e.get("LIANXIN_CALENDAR", ""),
             service_level_threshold_s=int(e.get("LIANXIN_SL_THRESHOLD_S", "20")),
         )
         values.update(overrides)
@@ -92,6 +98,8 @@ class Settings:
                 PERSISTENCE_MODULE="eventsourcing.sqlite",
                 SQLITE_DBNAME=str(self.event_store_path),
                 SQLITE_LOCK_TIMEOUT="30",
+                # Hash-chained notification log (audit trail, issue 6).
+                APPLICATION_RECORDER_TOPIC="commands.event_store:ChainedSQLiteApplicationRecorder",
             )
         else:
             env.update(
@@ -105,6 +113,8 @@ class Settings:
                 POSTGRES_ENABLE_DB_FUNCTIONS="y",
                 POSTGRES_POOL_SIZE="10",
                 POSTGRES_LOCK_TIMEOUT="30",
+                # Hash-chained notification log (audit trail, issue 6).
+                APPLICATION_RECORDER_TOPIC="commands.event_store:ChainedPostgresApplicationRecorder",
             )
         env.update(self.extra_env)
         return env

@@ -7,6 +7,11 @@ batch of events is applied and the projection's position recorded in the
 same SQLite transaction, so a process killed at any instant resumes exactly
 where its last commit stopped: no event lost, none applied twice.
 
+Two runners may follow the log into the same file (the API's in-process
+runner and a ``lianxin projections run`` process): positions are re-read
+inside the write transaction, so whichever commits first wins and the other
+skips what it already finds applied.
+
 The SQLite event store has no ``subscribe()``, so the runner polls
 ``select_notifications``; in the same process the command bus wakes it at
 once after each commit (``CommandBus.on_commit``), which keeps lag low.
@@ -14,6 +19,7 @@ once after each commit (``CommandBus.on_commit``), which keeps lag low.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -23,6 +29,8 @@ from typing import Any, Iterable, Protocol
 from eventsourcing.application import Application
 
 PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 
 class Projection(Protocol):
@@ -50,70 +58,109 @@ class ProjectionRunner:
         self.app = app
         self.db_path = str(db_path)
         self.projections = list(projections)
+        names = [p.name for p in self.projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique: {names}")
         self.page = page
         self.db = connect(self.db_path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one batch at a time on this connection
         self._wake = threading.Event()
         self._advanced = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.db.execute("CREATE TABLE IF NOT EXISTS projection_tracking ("
-                        "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
-        for p in self.projections:
-            self.db.execute("BEGIN IMMEDIATE")
-            p.setup(self.db)
-            self.db.execute("INSERT OR IGNORE INTO projection_tracking VALUES (?, 0)", (p.name,))
-            self.db.execute("COMMIT")
+        self.last_error: BaseException | None = None
+        with self._lock:
+            self.db.execute("CREATE TABLE IF NOT EXISTS projection_tracking ("
+                            "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+            for p in self.projections:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    p.setup(self.db)
+                    self.db.execute("INSERT OR IGNORE INTO projection_tracking VALUES (?, 0)",
+                                    (p.name,))
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+            # Committed positions only: readers on other threads must never
+            # see a position whose rows are not yet visible to their own
+            # connections (read-your-writes would then return stale rows).
+            self._positions = self._read_positions()
 
     # -- positions -----------------------------------------------------------
+    def _read_positions(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT projection, position FROM projection_tracking").fetchall()
+        known = {r[0]: int(r[1]) for r in rows}
+        return {p.name: known.get(p.name, 0) for p in self.projections}
+
     def position_of(self, name: str) -> int:
-        row = self.db.execute("SELECT position FROM projection_tracking WHERE projection=?",
-                              (name,)).fetchone()
-        return int(row[0]) if row else 0
+        return self._positions.get(name, 0)
 
     @property
     def position(self) -> int:
-        """The position every projection has reached."""
-        return min((self.position_of(p.name) for p in self.projections), default=0)
+        """The position every projection has reached (committed)."""
+        return min(self._positions.values(), default=0)
+
+    def refresh(self) -> int:
+        """Re-read committed positions (another process may have advanced them)."""
+        with self._lock:
+            self._positions = self._read_positions()
+        return self.position
+
+    def head(self) -> int:
+        """The last position in the notification log."""
+        return int(self.app.recorder.max_notification_id() or 0)
 
     # -- processing ----------------------------------------------------------
     def run_once(self) -> int:
-        """Apply every event recorded so far; returns how many were applied."""
+        """Apply every event recorded so far; returns how many were read."""
         done = 0
-        with self._lock:
-            while True:
-                start = self.position
-                notifications = self.app.recorder.select_notifications(
-                    start=start, limit=self.page, inclusive_of_start=False)
-                if not notifications:
-                    break
-                self._apply_batch(notifications)
-                done += len(notifications)
-                if len(notifications) < self.page:
-                    break
-        if done:
-            with self._advanced:
-                self._advanced.notify_all()
-        return done
+        while True:
+            read = self.run_page()
+            done += read
+            if read < self.page:
+                return done
 
-    def _apply_batch(self, notifications: list[Any]) -> None:
-        positions = {p.name: self.position_of(p.name) for p in self.projections}
+    def run_page(self) -> int:
+        """Apply at most one page of events in one transaction; returns how
+        many notifications were read (0 when up to date)."""
+        with self._lock:
+            notifications = self.app.recorder.select_notifications(
+                start=self.position, limit=self.page, inclusive_of_start=False)
+            if not notifications:
+                return 0
+            self._apply_batch(notifications)
+        with self._advanced:
+            self._advanced.notify_all()
+        return len(notifications)
+
+    def _apply_batch(self, notifications: list[Any]) -> int:
         mapper = self.app.mapper
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            # Inside the write lock: the authoritative positions, even if
+            # another process advanced them since we last looked.
+            positions = self._read_positions()
+            applied = 0
             for n in notifications:
+                behind = [p for p in self.projections if n.id > positions[p.name]]
+                if not behind:
+                    continue
                 event = mapper.to_domain_event(n)
-                for p in self.projections:
-                    if n.id > positions[p.name]:
-                        p.apply(db, event, n.id)
+                for p in behind:
+                    p.apply(db, event, n.id)
+                applied += 1
             last = notifications[-1].id
+            new_positions = {name: max(pos, last) for name, pos in positions.items()}
             db.executemany("UPDATE projection_tracking SET position=? WHERE projection=?",
-                           [(last, p.name) for p in self.projections])
+                           [(pos, name) for name, pos in new_positions.items()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._positions = new_positions
+        return applied
 
     def notify(self, position: int | None = None) -> None:
         """Wake the background loop (the command bus calls this on commit)."""
@@ -122,21 +169,26 @@ class ProjectionRunner:
     def start(self, poll_interval: float = 0.05) -> None:
         if self._thread is not None:
             return
+        self._stop.clear()
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
                     self.run_once()
-                except Exception:  # noqa: BLE001 - keep following; logged by caller
-                    import logging
-
-                    logging.getLogger(__name__).exception("projection batch failed")
-                    time.sleep(poll_interval)
+                    self.last_error = None
+                except Exception as exc:  # noqa: BLE001 - keep following; retried next tick
+                    self.last_error = exc
+                    log.exception("projection batch failed")
+                    self._stop.wait(poll_interval)
                 self._wake.wait(poll_interval)
                 self._wake.clear()
 
         self._thread = threading.Thread(target=loop, name="projections", daemon=True)
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
         """Read-your-writes: block until every projection reached ``position``."""
@@ -145,8 +197,12 @@ class ProjectionRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            if self._thread is None:
-                self.run_once()
+            if not self.running:
+                if self.run_once() == 0 and self.position < position:
+                    # Nothing new to read yet (or another process holds the
+                    # file): look again shortly rather than spin.
+                    self.refresh()
+                    time.sleep(min(remaining, 0.01))
                 continue
             self._wake.set()
             with self._advanced:
@@ -162,4 +218,5 @@ class ProjectionRunner:
 
     def close(self) -> None:
         self.stop()
-        self.db.close()
+        with self._lock:
+            self.db.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import typer
 
-from lianxin.cli import audit, core, telephony, warehouse, work_orders
+from lianxin.cli import audit, core, relay, telephony, warehouse, work_orders
+from lianxin.cli import imports
 
 app = typer.Typer(no_args_is_help=True, help="Lianxin call-center backend")
-for _area in (core, telephony, warehouse, work_orders, audit):
+for _area in (core, telephony, warehouse, work_orders, audit, relay, imports):
     _area.register(app)
 
 

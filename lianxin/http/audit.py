@@ -1,5 +1,194 @@
-"""HTTP routes: audit."""
+"""HTTP routes: replay for inspectors, past states, and the audit trail.
 
-from fastapi import APIRouter
+Reading a timeline, a recording or exporting a call's events needs the
+reader's name (``X-Actor``) and a ``reason``; the read is recorded (an
+AccessLog event, in the same chained log) before anything is returned, so a
+read that could not be recorded is not served.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from commands.audit_messages import RecordAccess
+from domain.errors import InvalidValue
+from queries import audit_bundle, audit_trail, point_in_time, replay
 
 router = APIRouter()
+
+
+def _lx(request: Request) -> Any:
+    return request.app.state.lianxin
+
+
+def _require_reader(actor: Optional[str], reason: Optional[str]) -> tuple[str, str]:
+    if not actor or not actor.strip():
+        raise InvalidValue("the X-Actor header must name who is reading", field="X-Actor")
+    if not reason or not reason.strip():
+        raise InvalidValue("a reason for reading is required", field="reason")
+    return actor.strip(), reason.strip()
+
+
+def _record(lx: Any, subject_kind: str, subject_id: str, resource_kind: str, resource: str,
+            actor: str, reason: str) -> int:
+    out = lx.commands.handle(RecordAccess(subject_kind=subject_kind, subject_id=subject_id,
+                                          resource_kind=resource_kind, resource=resource,
+                                          reason=reason, actor=actor,
+                                          command_id=f"access-{uuid.uuid4()}"))
+    return out.position
+
+
+def _call_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not a valid call id", field="call_id") from None
+
+
+# -- replay ----------------------------------------------------------------------
+@router.get("/calls/{call_id}/timeline", tags=["audit"])
+def call_timeline(request: Request, call_id: str, reason: Optional[str] = Query(None),
+                  x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    """Every event of the conversation in order, with offsets and actors."""
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
+    cid = _call_id(call_id)
+    result = replay.timeline(lx, cid)
+    result["access_recorded_at_position"] = _record(lx, "call", str(cid), "timeline", "",
+                                                    actor, why)
+    return result
+
+
+@router.get("/calls/{call_id}/recordings/{name}", tags=["audit"])
+def call_recording(request: Request, call_id: str, name: str, reason: Optional[str] = Query(None),
+                   x_actor: Optional[str] = Header(None)) -> Any:
+    """The recording's reference and place in the call; the audio file itself
+    when it is kept under ``$LIANXIN_HOME/recordings``."""
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
+    cid = _call_id(call_id)
+    info = replay.recording(lx, cid, name)
+    position = _record(lx, "call", str(cid), "recording", name, actor, why)
+    audio = Path(lx.settings.home) / "recordings" / f"{name}.{info['format']}"
+    if audio.is_file() and audio.resolve().parent == (Path(lx.settings.home) / "recordings").resolve():
+        return FileResponse(audio, headers={"X-Access-Recorded-At-Position": str(position)})
+    return {**info, "audio_available": False, "access_recorded_at_position": position}
+
+
+@router.get("/calls/{call_id}/accesses", tags=["audit"])
+def call_accesses(request: Request, call_id: str) -> dict[str, Any]:
+    """Who read this call's timeline or recordings, when and why."""
+    from domain.access_log import access_log_id_for
+
+    lx = _lx(request)
+    cid = _call_id(call_id)
+    events = replay.stored_events(lx.app, access_log_id_for("call", str(cid)))
+    return {"call_id": str(cid), "accesses": [
+        {"position": pos, "at": e.occurred_at.isoformat(), "actor": e.actor,
+         "resource_kind": e.resource_kind, "resource": e.resource,
+         "reason": e.pii.get("reason")}
+        for pos, e in events if type(e).__name__ == "Accessed"]}
+
+
+# -- past states -----------------------------------------------------------------
+@router.get("/as-of/{timestamp}/wallboard", tags=["audit"])
+def wallboard_as_of(request: Request, timestamp: str,
+                    threshold_s: Optional[int] = Query(None)) -> dict[str, Any]:
+    at = point_in_time.parse_instant(timestamp)
+    return point_in_time.wallboard_as_of(_lx(request), at, threshold_s=threshold_s)
+
+
+@router.get("/as-of/{timestamp}/calls/{call_id}", tags=["audit"])
+def call_as_of(request: Request, timestamp: str, call_id: str) -> dict[str, Any]:
+    at = point_in_time.parse_instant(timestamp)
+    return point_in_time.call_as_of(_lx(request), _call_id(call_id), at)
+
+
+@router.get("/as-of/{timestamp}/agents/{employee_no}", tags=["audit"])
+def agent_as_of(request: Request, timestamp: str, employee_no: str) -> dict[str, Any]:
+    at = point_in_time.parse_instant(timestamp)
+    return point_in_time.agent_as_of(_lx(request), employee_no, at)
+
+
+@router.get("/as-of/{timestamp}/work-orders/{work_order_id}", tags=["audit"])
+def work_order_as_of(request: Request, timestamp: str, work_order_id: str) -> dict[str, Any]:
+    at = point_in_time.parse_instant(timestamp)
+    try:
+        wid = UUID(work_order_id)
+    except ValueError:
+        raise InvalidValue(f"{work_order_id!r} is not a valid work order id",
+                           field="work_order_id") from None
+    return point_in_time.work_order_as_of(_lx(request), wid, at)
+
+
+# -- the trail -------------------------------------------------------------------
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(request: Request, from_: Optional[int] = Query(None, alias="from", ge=1),
+                 to: Optional[int] = Query(None, ge=1)) -> dict[str, Any]:
+    """Recompute the chain; ``ok`` false names the first bad position."""
+    return audit_trail.verify(_lx(request), from_, to, workers=1).as_dict()
+
+
+@router.get("/audit/head", tags=["audit"])
+def audit_head(request: Request) -> dict[str, Any]:
+    position, chain_hash = audit_trail.head(_lx(request))
+    return {"position": position, "chain_hash": chain_hash}
+
+
+@router.post("/audit/exports", tags=["audit"])
+def audit_export(request: Request, body: dict[str, Any],
+                 x_actor: Optional[str] = Header(None)) -> Any:
+    """A bundle (zip) for a regulator. Body: ``from``/``to`` (positions or
+    ISO instants), at most one of ``call``/``agent``/``work_order``, ``reason``."""
+    actor, why = _require_reader(x_actor, body.get("reason"))
+    lx = _lx(request)
+    for key in ("from", "to", "call", "agent", "work_order"):
+        if body.get(key) is not None and not isinstance(body[key], (str, int)):
+            raise InvalidValue(f"{key} must be a string or a number", field=key)
+    start, stop, since, until = _range(body.get("from"), body.get("to"))
+    selection = audit_bundle.select(lx, call=_opt(body, "call"), agent=_opt(body, "agent"),
+                                    work_order=_opt(body, "work_order"), since=since,
+                                    until=until)
+    subject_kind, subject_id = (("call", selection.value) if selection.kind == "call"
+                                else ("center", "audit-export"))
+    out_dir = Path(tempfile.mkdtemp(prefix="lianxin-export-"))
+    path = out_dir / "bundle.zip"
+    manifest = audit_bundle.export(lx, path, start=start, stop=stop, selection=selection)
+    _record(lx, subject_kind, str(subject_id).split(" ")[0], "export",
+            f"{manifest['range']['from']}..{manifest['range']['to']}", actor, why)
+    return FileResponse(path, media_type="application/zip", filename="lianxin-audit.zip",
+                        headers={"X-Chain-End-Hash": manifest["end"]["chain_hash"]},
+                        background=BackgroundTask(_cleanup, out_dir))
+
+
+def _opt(body: dict[str, Any], key: str) -> Optional[str]:
+    value = body.get(key)
+    return None if value is None else str(value)
+
+
+def _range(lo: Any, hi: Any) -> tuple[Optional[int], Optional[int], Optional[str], Optional[str]]:
+    """Positions when both are whole numbers, instants otherwise."""
+    def is_pos(v: Any) -> bool:
+        return isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())
+
+    if (lo is None or is_pos(lo)) and (hi is None or is_pos(hi)):
+        return (None if lo is None else int(lo)), (None if hi is None else int(hi)), None, None
+    if (lo is not None and is_pos(lo)) or (hi is not None and is_pos(hi)):
+        raise InvalidValue("from and to must both be positions or both be ISO instants",
+                           field="from")
+    return None, None, (None if lo is None else str(lo)), (None if hi is None else str(hi))
+
+
+def _cleanup(directory: Path) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+

@@ -1,0 +1,400 @@
+"""Warehouse benchmark: loader throughput and the KPI report engine.
+
+    .venv/bin/python bench/warehouse.py                    # 10M events, 10M calls
+    .venv/bin/python bench/warehouse.py --quick            # CI-sized (200k events, 1M calls)
+    .venv/bin/python bench/warehouse.py --events 2000000 --calls 0
+
+Every figure is printed next to a ceiling measured in the same run:
+
+1. loader events/s over N stored events vs the store's raw
+   ``select_notifications`` read rate over the same events (goal >= 0.5x);
+2. the year-long 30-minute service level / ASA / abandon rate / AHT report
+   over M calls through the KPI catalog vs a hand-written DuckDB query over
+   the same facts (goal within 2x), and vs the same query in PostgreSQL
+   (goal: DuckDB at least 10x faster).
+
+Generating 10M events through the command path would take hours, so the
+store is filled in bulk: a few call patterns are run once through the real
+command service (so the payloads are exactly what the mapper writes), turned
+into templates, and copied with new ids and times straight into the store's
+recorder (which still writes its audit chain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eventsourcing.persistence import StoredEvent  # noqa: E402
+
+from commands import messages as m  # noqa: E402
+from domain.agent import agent_id_for  # noqa: E402
+from domain.base import pseudonymise  # noqa: E402
+from domain.call import call_id_for  # noqa: E402
+from lianxin.settings import Settings  # noqa: E402
+
+T0 = datetime(2025, 1, 1, 0, 0, tzinfo=timezone.utc)
+KEY = "bench-key"
+CALL_TOKEN, AGENT_TOKEN, NUMBER_TOKEN = "CALLXTOKEN", "AGENTXTOKEN", "13999999999"
+
+
+# -- templates from the real command path ----------------------------------------
+def _answered(talk: int, wait: int, hold: int) -> Callable[[Any, datetime], None]:
+    def run(svc: Any, t: datetime) -> None:
+        c = call_id_for(CALL_TOKEN)
+        svc.handle(m.OfferCall(external_id=CALL_TOKEN, dialed_number="95598",
+                               caller_number=NUMBER_TOKEN, occurred_at=t))
+        svc.handle(m.EnterIvr(call_id=c, menu="main", occurred_at=t))
+        svc.handle(m.QueueCall(call_id=c, queue="power", occurred_at=t + timedelta(seconds=8)))
+        alert = t + timedelta(seconds=8 + wait - 4)
+        svc.handle(m.AlertAgent(call_id=c, employee_no=AGENT_TOKEN, leg_id=f"{CALL_TOKEN}-1",
+                                occurred_at=alert))
+        ans = alert + timedelta(seconds=4)
+        svc.handle(m.AnswerCall(call_id=c, occurred_at=ans))
+        if hold:
+            svc.handle(m.HoldCall(call_id=c, occurred_at=ans + timedelta(seconds=30)))
+            svc.handle(m.ResumeCall(call_id=c, occurred_at=ans + timedelta(seconds=30 + hold)))
+        end = ans + timedelta(seconds=talk + hold)
+        svc.handle(m.EndCall(call_id=c, hung_up_by="caller", occurred_at=end))
+        svc.handle(m.CompleteWrapUp(call_id=c, employee_no=AGENT_TOKEN, dispositions=["info"],
+                                    occurred_at=end + timedelta(seconds=25)))
+    return run
+
+
+def _abandoned(wait: int) -> Callable[[Any, datetime], None]:
+    def run(svc: Any, t: datetime) -> None:
+        c = call_id_for(CALL_TOKEN)
+        svc.handle(m.OfferCall(external_id=CALL_TOKEN, dialed_number="95598",
+                               caller_number=NUMBER_TOKEN, occurred_at=t))
+        svc.handle(m.QueueCall(call_id=c, queue="power", occurred_at=t + timedelta(seconds=2)))
+        svc.handle(m.EndCall(call_id=c, hung_up_by="caller",
+                             occurred_at=t + timedelta(seconds=2 + wait)))
+    return run
+
+
+def _self_service(svc: Any, t: datetime) -> None:
+    c = call_id_for(CALL_TOKEN)
+    svc.handle(m.OfferCall(external_id=CALL_TOKEN, dialed_number="95598",
+                           caller_number=NUMBER_TOKEN, occurred_at=t))
+    svc.handle(m.EnterIvr(call_id=c, menu="main", occurred_at=t))
+    svc.handle(m.UseSelfService(call_id=c, service="balance", result="ok",
+                                occurred_at=t + timedelta(seconds=40)))
+    svc.handle(m.EndCall(call_id=c, hung_up_by="caller", occurred_at=t + timedelta(seconds=60)))
+
+
+PATTERNS = [(0.25, _answered(120, 12, 0)), (0.2, _answered(240, 35, 40)),
+            (0.2, _answered(90, 70, 0)), (0.1, _answered(400, 18, 60)),
+            (0.12, _abandoned(3)), (0.08, _abandoned(55)), (0.05, _self_service)]
+
+
+class Template:
+    """One stored event with its variable parts replaced by %-placeholders."""
+
+    def __init__(self, kind: str, topic: str, state: str, offset: float, version: int) -> None:
+        self.kind, self.topic, self.state, self.offset, self.version = kind, topic, state, offset, version
+
+
+def _templatise(notifications: list[Any], t: datetime, agent_hex: str) -> list[Template]:
+    call_hex = call_id_for(CALL_TOKEN).hex
+    out = []
+    for n in notifications:
+        state = json.loads(n.state)
+        when = datetime.fromisoformat(state["occurred_at"]["_data_"])
+        state["occurred_at"]["_data_"] = "%(T)s"
+        state["timestamp"]["_data_"] = "%(T)s"
+        text = json.dumps(state, separators=(",", ":")).replace("%", "%%").replace("%%(T)s", "%(T)s")
+        text = (text.replace(call_hex, "%(c)s").replace(agent_hex, "%(a)s")
+                .replace(CALL_TOKEN, "%(x)s").replace(AGENT_TOKEN, "%(e)s")
+                .replace(pseudonymise(NUMBER_TOKEN, KEY), "%(h)s").replace(NUMBER_TOKEN, "%(n)s"))
+        kind = "call" if n.originator_id.hex == call_hex else "agent"
+        out.append(Template(kind, n.topic, text, (when - t).total_seconds(), n.originator_version))
+    return out
+
+
+def make_templates() -> tuple[list[Template], list[tuple[float, list[Template]]]]:
+    from lianxin.wiring import build
+
+    home = Path(tempfile.mkdtemp(prefix="lianxin-wh-tmpl-"))
+    try:
+        patterns = []
+        agent_setup: list[Template] = []
+        for weight, script in PATTERNS:
+            shutil.rmtree(home, ignore_errors=True)
+            lx = build(Settings.from_env(env={"LIANXIN_HOME": str(home),
+                                              "LIANXIN_PSEUDONYM_KEY": KEY}))
+            try:
+                svc = lx.commands
+                svc.handle(m.RegisterAgent(employee_no=AGENT_TOKEN, name="bench agent", team="T",
+                                           skills={"power": 5}, occurred_at=T0))
+                svc.handle(m.LogIn(employee_no=AGENT_TOKEN, endpoint="PJSIP/x", occurred_at=T0))
+                svc.handle(m.MakeReady(employee_no=AGENT_TOKEN, occurred_at=T0))
+                start = lx.app.max_position()
+                script(svc, T0 + timedelta(minutes=1))
+                notes = list(lx.app.recorder.select_notifications(1, 1000))
+                agent_hex = agent_id_for(AGENT_TOKEN).hex
+                agent_setup = _templatise(notes[:start], T0, agent_hex)
+                patterns.append((weight, _templatise(notes[start:], T0 + timedelta(minutes=1),
+                                                     agent_hex)))
+            finally:
+                lx.close()
+        return agent_setup, patterns
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def synthetic_events(calls: int, agents: int = 200, seed: int = 7,
+                     start: datetime = T0, spacing_s: float | None = None) -> Iterator[StoredEvent]:
+    """Stored events for ``calls`` calls handled by ``agents`` agents, in time
+    order per aggregate. Deterministic for a given seed."""
+    rng = random.Random(seed)
+    setup, patterns = make_templates()
+    weights = [w for w, _ in patterns]
+    spacing = spacing_s or max(1.0, 365 * 86400 / max(calls, 1))
+    agent_ids = [agent_id_for(f"B{i:05d}") for i in range(agents)]
+    versions = [0] * agents
+    for i, aid in enumerate(agent_ids):
+        values = {"a": aid.hex, "e": f"B{i:05d}", "T": start.isoformat()}
+        for tpl in setup:
+            versions[i] += 1
+            yield StoredEvent(aid, versions[i], tpl.topic, (tpl.state % values).encode())
+    callers = max(1, calls // 3)
+    for k in range(calls):
+        _, tpls = patterns[rng.choices(range(len(patterns)), weights)[0]]
+        a = k % agents
+        t = start + timedelta(seconds=60 + k * spacing)
+        ext = f"bench-{k}"
+        cid = call_id_for(ext)
+        number = f"139{rng.randrange(callers):08d}"
+        values = {"c": cid.hex, "a": agent_ids[a].hex, "e": f"B{a:05d}", "x": ext,
+                  "h": pseudonymise(number, KEY), "n": number}
+        for tpl in tpls:
+            values["T"] = (t + timedelta(seconds=tpl.offset)).isoformat()
+            state = (tpl.state % values).encode()
+            if tpl.kind == "call":
+                yield StoredEvent(cid, tpl.version, tpl.topic, state)
+            else:
+                versions[a] += 1
+                yield StoredEvent(agent_ids[a], versions[a], tpl.topic, state)
+
+
+def fill_store(recorder: Any, calls: int, agents: int = 200, chunk: int = 20_000,
+               **kwargs: Any) -> int:
+    n = 0
+    buf: list[StoredEvent] = []
+    for ev in synthetic_events(calls, agents, **kwargs):
+        buf.append(ev)
+        if len(buf) >= chunk:
+            recorder.insert_events(buf)
+            n += len(buf)
+            buf = []
+    if buf:
+        recorder.insert_events(buf)
+        n += len(buf)
+    return n
+
+
+EVENTS_PER_CALL = 9.5  # average of PATTERNS, for sizing --events
+
+
+# -- 1. loader vs raw read ---------------------------------------------------------
+def bench_loader(events: int, batch: int) -> dict[str, Any]:
+    from lianxin.wiring import build
+    from warehouse.loader import Loader
+
+    home = Path(tempfile.mkdtemp(prefix="lianxin-wh-bench-"))
+    try:
+        lx = build(Settings.from_env(env={"LIANXIN_HOME": str(home), "LIANXIN_PSEUDONYM_KEY": KEY}))
+        calls = int(events / EVENTS_PER_CALL)
+        t = time.perf_counter()
+        stored = fill_store(lx.app.recorder, calls)
+        fill_s = time.perf_counter() - t
+        rec = lx.app.recorder
+        t = time.perf_counter()
+        pos, raw = 0, 0
+        while True:
+            rows = rec.select_notifications(pos, batch, inclusive_of_start=False)
+            if not rows:
+                break
+            raw += len(rows)
+            pos = rows[-1].id
+        raw_s = time.perf_counter() - t
+        loader = Loader(rec, home / "warehouse", mapper=lx.app.mapper)
+        t = time.perf_counter()
+        result = loader.load(batch_size=batch, publish=False)
+        load_s = time.perf_counter() - t
+        t = time.perf_counter()
+        loader.publish()
+        publish_s = time.perf_counter() - t
+        loader.close()
+        lx.close()
+        return {"events": stored, "fill_s": round(fill_s, 1),
+                "raw_read_events_per_s": round(raw / raw_s),
+                "loader_events_per_s": round(result.events / load_s),
+                "ratio_loader_to_raw": round((result.events / load_s) / (raw / raw_s), 3),
+                "publish_s": round(publish_s, 2), "batch": batch}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# -- 2. report engine vs hand-written DuckDB vs PostgreSQL -----------------------------
+SYNTH_FACTS = """
+CREATE TABLE fact_call AS
+WITH g AS (SELECT range AS i, hash(range) AS r FROM range({n}))
+SELECT uuid() AS call_id, 'x' || i AS external_id, 'inbound' AS direction, '95598' AS dialed_number,
+       '' AS trunk, (r % {callers})::VARCHAR AS caller_hash,
+       TIMESTAMPTZ '2025-01-01 00:00:00+00' + to_seconds((i * {spacing})::BIGINT) AS offered_at,
+       NULL::VARCHAR AS ivr_path, false AS self_service, 'q' || (r % 8) AS queue,
+       'q' || (r % 8) AS last_queue, []::VARCHAR[] AS skills,
+       offered_at + INTERVAL 5 SECOND AS queued_at, NULL::TIMESTAMPTZ AS first_alerted_at,
+       CASE WHEN r % 100 < 85 THEN queued_at + to_seconds((r >> 8) % 90) END AS answered_at,
+       NULL::UUID AS answer_agent_id, NULL::TIMESTAMPTZ AS answer_alerted_at,
+       coalesce(answered_at, queued_at) + to_seconds(60 + (r >> 16) % 300) AS ended_at,
+       CASE WHEN r % 100 < 85 THEN 'answered' WHEN r % 100 < 97 THEN 'abandoned' ELSE 'other_exit' END AS outcome,
+       CASE WHEN outcome = 'abandoned' THEN 'queue' END AS abandon_stage, 'caller' AS hung_up_by,
+       '' AS end_cause, ((r >> 8) % 90)::DOUBLE AS wait_s,
+       CASE WHEN outcome = 'abandoned' THEN ((r >> 8) % 90)::DOUBLE END AS abandon_after_s,
+       4.0 AS alert_to_answer_s,
+       CASE WHEN outcome = 'answered' THEN (60 + (r >> 16) % 300)::DOUBLE END AS talk_s,
+       CASE WHEN outcome = 'answered' THEN ((r >> 24) % 40)::DOUBLE END AS hold_s,
+       CASE WHEN outcome = 'answered' THEN ((r >> 32) % 60)::DOUBLE END AS acw_s,
+       1 AS legs, 0 AS transfers, 0 AS ring_no_answers, NULL::INTEGER AS survey_score,
+       0 AS work_orders, i AS first_position, i AS last_position
+FROM g;
+"""
+
+KPIS = ["service_level", "asa_s", "abandon_rate", "aht_s"]
+
+HAND_SQL = """
+SELECT time_bucket(INTERVAL 30 MINUTE, offered_at AT TIME ZONE 'Asia/Shanghai') AS b,
+       count(*) FILTER (WHERE outcome = 'answered' AND wait_s <= 20)
+         / nullif(count(*) FILTER (WHERE (outcome = 'answered' AND queued_at IS NOT NULL)
+                                     OR (outcome = 'abandoned' AND abandon_stage IN ('queue', 'ringing'))), 0),
+       avg(wait_s) FILTER (WHERE outcome = 'answered'),
+       count(*) FILTER (WHERE outcome = 'abandoned') / nullif(count(*), 0),
+       avg(talk_s + hold_s + acw_s) FILTER (WHERE outcome = 'answered')
+FROM fact_call
+WHERE offered_at AT TIME ZONE 'Asia/Shanghai' >= TIMESTAMP '2025-01-01'
+  AND offered_at AT TIME ZONE 'Asia/Shanghai' < TIMESTAMP '2026-01-01'
+GROUP BY 1
+"""
+
+PG_SQL = """
+SELECT date_bin('30 minutes', offered_at AT TIME ZONE 'Asia/Shanghai', TIMESTAMP '2000-01-01') AS b,
+       count(*) FILTER (WHERE outcome = 'answered' AND wait_s <= 20)::float8
+         / nullif(count(*) FILTER (WHERE (outcome = 'answered' AND queued_at IS NOT NULL)
+                                     OR (outcome = 'abandoned' AND abandon_stage IN ('queue', 'ringing'))), 0),
+       avg(wait_s) FILTER (WHERE outcome = 'answered'),
+       count(*) FILTER (WHERE outcome = 'abandoned')::float8 / nullif(count(*), 0),
+       avg(talk_s + hold_s + acw_s) FILTER (WHERE outcome = 'answered')
+FROM fact_call
+WHERE offered_at AT TIME ZONE 'Asia/Shanghai' >= TIMESTAMP '2025-01-01'
+  AND offered_at AT TIME ZONE 'Asia/Shanghai' < TIMESTAMP '2026-01-01'
+GROUP BY 1
+"""
+
+
+def _best_of(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def bench_report(calls: int, runs: int, postgres: bool) -> dict[str, Any]:
+    import duckdb
+
+    from warehouse.db import run
+    from warehouse.loader import connect_writer
+    from warehouse.publish import publish
+    from warehouse.report import ReportRequest, run_report
+
+    home = Path(tempfile.mkdtemp(prefix="lianxin-wh-report-"))
+    try:
+        con = connect_writer(home / "loader.duckdb")
+        run(con, "DROP TABLE fact_call")
+        spacing = 365 * 86400 / calls
+        run(con, SYNTH_FACTS.format(n=calls, callers=max(1, calls // 3), spacing=spacing))
+        run(con, "INSERT INTO dirty_month SELECT DISTINCT 'fact_call', strftime(offered_at, '%Y-%m') FROM fact_call")
+        run(con, "UPDATE loader_state SET position = 1, as_of_time = TIMESTAMPTZ '2026-01-01 00:00:00+00'")
+        publish(con, home, timezone="Asia/Shanghai")
+        csv_path = home / "fact_call.csv"
+        if postgres:
+            run(con, f"COPY (SELECT call_id, offered_at, queued_at, outcome, abandon_stage, wait_s, "
+                     f"talk_s, hold_s, acw_s FROM fact_call) TO '{csv_path}' (HEADER false)")
+        con.close()
+        req = ReportRequest(kpis=KPIS, interval="30m", date_from="2025-01-01", date_to="2025-12-31")
+        catalog_s, result = _best_of(lambda: run_report(home, ReportRequest(**vars(req))), runs)
+        reader = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+        hand_s, rows = _best_of(lambda: reader.execute(HAND_SQL).fetchall(), runs)
+        reader.close()
+        assert result.frame.height == len(rows), (result.frame.height, len(rows))
+        out = {"calls": calls, "buckets": len(rows), "catalog_report_s": round(catalog_s, 3),
+               "hand_duckdb_s": round(hand_s, 3), "ratio_catalog_to_hand": round(catalog_s / hand_s, 2)}
+        if postgres:
+            out.update(_postgres(csv_path, runs))
+            out["ratio_postgres_to_catalog"] = round(out["postgres_s"] / catalog_s, 1)
+        return out
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _postgres(csv_path: Path, runs: int) -> dict[str, Any]:
+    import psycopg
+
+    host = os.environ.get("LIANXIN_PG_HOST", "127.0.0.1")
+    user = os.environ.get("LIANXIN_PG_USER", "postgres")
+    name = f"lianxin_wh_bench_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=host, user=user, dbname="postgres", autocommit=True)
+    with psycopg.connect(**admin) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(host=host, user=user, dbname=name, autocommit=True) as c:
+            c.execute("CREATE TABLE fact_call (call_id uuid, offered_at timestamptz, "
+                      "queued_at timestamptz, outcome text, abandon_stage text, wait_s float8, "
+                      "talk_s float8, hold_s float8, acw_s float8)")
+            with c.cursor().copy("COPY fact_call FROM STDIN (FORMAT csv)") as cp:
+                with open(csv_path, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        cp.write(chunk)
+            c.execute("CREATE INDEX ON fact_call (offered_at)")
+            c.execute("VACUUM ANALYZE fact_call")
+            pg_s, _ = _best_of(lambda: c.execute(PG_SQL).fetchall(), runs)
+        return {"postgres_s": round(pg_s, 3)}
+    finally:
+        with psycopg.connect(**admin) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=10_000_000)
+    p.add_argument("--calls", type=int, default=10_000_000)
+    p.add_argument("--batch", type=int, default=100_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="200k events, 1M calls")
+    p.add_argument("--no-postgres", action="store_true")
+    a = p.parse_args()
+    if a.quick:
+        a.events, a.calls = 200_000, 1_000_000
+    if a.events:
+        print(json.dumps({"loader": bench_loader(a.events, a.batch)}), flush=True)
+    if a.calls:
+        print(json.dumps({"report": bench_report(a.calls, a.runs, not a.no_postgres)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Packaged configuration: the default work-order policy and working-day calendar."""

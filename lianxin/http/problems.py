@@ -1,0 +1,127 @@
+"""RFC 7807 problem documents (``application/problem+json``) for every error.
+
+For other areas:
+
+* raise a ``domain.errors`` error (or a subclass) from a route: it becomes a
+  problem with the status of ``STATUS`` (InvalidValue 422, NotFound 404,
+  InvariantViolation and ConcurrencyConflict 409, any other DomainError 400);
+  its ``code`` and ``context`` (e.g. ``field``) are members of the problem;
+* or return ``problem_response(status, title, detail, **members)`` yourself.
+
+``install(app)`` registers the handlers: domain errors, request validation
+(422 naming each field; malformed JSON is 400), HTTP errors such as unknown
+routes (404) and, as a last resort, unexpected exceptions (500, without
+internals: bad input must never reach that one).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commands.errors import ConcurrencyConflict
+from domain.errors import DomainError, InvalidValue, InvariantViolation, NotFound
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://lianxin.dev/problems/"
+
+# Most specific first: ConcurrencyConflict is checked before its bases.
+STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (InvalidValue, 422),
+    (ConcurrencyConflict, 409),
+    (InvariantViolation, 409),
+    (DomainError, 400),
+)
+
+
+def problem_response(status: int, title: str | None = None, detail: str | None = None, *,
+                     type_: str | None = None, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **members: Any) -> JSONResponse:
+    """A problem+json response; extra keyword arguments become members."""
+    body: dict[str, Any] = {
+        "type": type_ or "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in members.items() if v is not None})
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON,
+                        headers=headers)
+
+
+def status_for(exc: DomainError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def domain_problem(exc: DomainError, instance: str | None = None) -> JSONResponse:
+    status = status_for(exc)
+    context = {k: v for k, v in exc.context.items() if k not in ("type", "title", "status")}
+    return problem_response(status, HTTPStatus(status).phrase, exc.message,
+                            type_=TYPE_BASE + exc.code, instance=instance, code=exc.code,
+                            **context)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        where, rest = parts[0], parts[1:]
+        return ".".join(rest) if rest else where
+    return ".".join(parts)
+
+
+def validation_problem(exc: RequestValidationError, instance: str | None = None) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = (first.get("ctx") or {}).get("error", "")
+        return problem_response(400, "Malformed JSON",
+                                f"the request body is not valid JSON: {reason}".rstrip(": "),
+                                type_=TYPE_BASE + "malformed-json", instance=instance,
+                                code="malformed-json")
+    items = [{"field": _field_name(tuple(e.get("loc", ()))), "in": str(e.get("loc", ["?"])[0]),
+              "message": e.get("msg", "invalid")} for e in errors]
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
+    return problem_response(422, "Invalid request", detail, type_=TYPE_BASE + "invalid-request",
+                            instance=instance, code="invalid-request",
+                            field=items[0]["field"] if items else None, errors=items)
+
+
+def install(api: FastAPI) -> None:
+    @api.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return domain_problem(exc, request.url.path)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(exc, request.url.path)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.url.path}"
+        return problem_response(exc.status_code, None, detail, instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error",
+                                "an unexpected error occurred; it has been logged",
+                                instance=request.url.path)

@@ -1,0 +1,256 @@
+"""The Stasis application's loop: ARI events in, commands and ARI requests out.
+
+Every event goes, in arrival order, through:
+
+1. dedupe: an event already seen (Asterisk's duplicates, a replay after a
+   reconnect) is dropped before it can move the IVR or ring an agent twice;
+   the command ids derived from events make the aggregates refuse it anyway
+   if the adapter itself restarted;
+2. the tracker, which turns it into commands (Asterisk's timestamp becomes
+   ``occurred_at``), submitted through ``CommandService`` (the adapter never
+   writes events itself);
+3. the flow (IVR, ACD, survey), which reacts with ARI requests.
+
+After a ``Reconnected`` marker from the client, the app reconciles with
+``GET /channels`` and ``GET /bridges``: calls whose channels vanished while
+the stream was down are ended with a cause that says so, and if Asterisk's
+start time changed (it restarted) every call is ended as lost in the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Protocol
+
+from commands import messages as m
+from commands.service import CommandService
+from domain.errors import DomainError
+from telephony_adapter.stasis.config import TelephonyConfig
+from telephony_adapter.stasis.events import as_dict, event_key
+from telephony_adapter.stasis.tracker import CallTracker, Translation
+
+log = logging.getLogger(__name__)
+
+SEEN_MEMORY = 20000
+
+
+class RestPort(Protocol):
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
+                      json: Any = None) -> Any: ...
+
+
+def _is_reconnected(event: Any) -> bool:
+    if isinstance(event, dict):
+        return event.get("type") == "Reconnected"
+    return type(event).__name__ == "Reconnected"
+
+
+class StasisApp:
+    def __init__(self, service: CommandService, rest: RestPort, config: TelephonyConfig, *,
+                 app_name: str = "lianxin", control: bool = True,
+                 clock: Callable[[], datetime] | None = None,
+                 self_service: Any = None, auto_ready_after_s: float | None = None,
+                 tick_s: float | None = None) -> None:
+        self.service = service
+        self.rest = rest
+        self.config = config
+        self.app_name = app_name
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.tracker = CallTracker(config)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.rejected: list[tuple[m.Command, str]] = []
+        self.stats = {"events": 0, "duplicates": 0, "commands": 0, "rejected": 0,
+                      "reconnects": 0, "reconciled": 0, "busy_s": 0.0}
+        self.asterisk_started: str | None = None
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._lanes: dict[str, asyncio.Task] = {}
+        self.flow = None
+        if control:
+            from telephony_adapter.stasis.flow import CallFlow
+
+            self.flow = CallFlow(self, self_service=self_service,
+                                 auto_ready_after_s=auto_ready_after_s,
+                                 **({"tick_s": tick_s} if tick_s else {}))
+
+    # -- commands --------------------------------------------------------------
+    async def submit(self, commands: list[m.Command]) -> list[Any]:
+        if not commands:
+            return []
+        results = await asyncio.to_thread(self.service.handle_many, commands)
+        for cmd, res in zip(commands, results):
+            if isinstance(res, DomainError):
+                # The domain refusing a fact Asterisk reported means our view
+                # and the store disagree (an event from before we started, a
+                # race with an agent's own action): keep going, say so.
+                self.rejected.append((cmd, res.message))
+                self.stats["rejected"] += 1
+                log.info("refused %s: %s", type(cmd).__name__, res.message)
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                self.stats["commands"] += 1
+        return results
+
+    # -- events ----------------------------------------------------------------
+    def _fresh(self, ev: dict[str, Any]) -> bool:
+        key = event_key(ev)
+        if key in self._seen:
+            self.stats["duplicates"] += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > SEEN_MEMORY:
+            self._seen.popitem(last=False)
+        return True
+
+    async def handle(self, event: Any) -> Translation | None:
+        started = time.perf_counter()
+        try:
+            return await self._handle(event)
+        finally:
+            self.stats["busy_s"] += time.perf_counter() - started
+
+    async def _handle(self, event: Any) -> Translation | None:
+        if _is_reconnected(event):
+            await self.reconcile()
+            return None
+        ev = as_dict(event)
+        self.stats["events"] += 1
+        if not self._fresh(ev):
+            return None
+        out = self.tracker.translate(ev)
+        await self._apply(out)
+        return out
+
+    async def run(self, events: Any, *, on_start: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Consume the client's event iterator until it ends or is cancelled.
+
+        Events are translated one by one in arrival order (the tracker's view
+        stays exact), then each call's commands and reactions run in that
+        call's own lane: one call's events stay in order while different
+        calls' commits overlap, so the command bus commits them together
+        instead of paying one disk flush per event."""
+        await self.snapshot_asterisk()
+        if self.flow is not None:
+            await self.flow.start()
+        if on_start is not None:
+            await on_start()
+        try:
+            async for event in events:
+                try:
+                    await self._route(event)
+                except Exception:  # noqa: BLE001 - one bad event must not stop the center
+                    log.exception("failed on ARI event %r", getattr(event, "type", event))
+        finally:
+            for lane in list(self._lanes.values()):
+                lane.cancel()
+            if self.flow is not None:
+                await self.flow.stop()
+
+    async def _route(self, event: Any) -> None:
+        if _is_reconnected(event):
+            await self.drain()
+            await self.reconcile()
+            return
+        ev = as_dict(event)
+        self.stats["events"] += 1
+        if not self._fresh(ev):
+            return
+        started = time.perf_counter()
+        out = self.tracker.translate(ev)
+        self.stats["busy_s"] += time.perf_counter() - started
+        if not out.commands and not out.signals:
+            return
+        key = self._lane_key(out)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = asyncio.Queue()
+            self._lanes[key] = asyncio.create_task(self._lane(key, queue))
+        queue.put_nowait(out)
+
+    def _lane_key(self, out: Translation) -> str:
+        if out.signals:
+            return out.signals[0].external_id
+        cmd = out.commands[0]
+        ext = getattr(cmd, "external_id", None)
+        if ext:
+            return str(ext)
+        call_id = getattr(cmd, "call_id", None)
+        for view in self.tracker.calls.values():
+            if view.call_id == call_id:
+                return view.external_id
+        return "_"
+
+    async def _lane(self, key: str, queue: asyncio.Queue) -> None:
+        try:
+            while True:
+                out = await queue.get()
+                started = time.perf_counter()
+                try:
+                    await self._apply(out)
+                except Exception:  # noqa: BLE001
+                    log.exception("failed applying ARI event effects for %s", key)
+                finally:
+                    self.stats["busy_s"] += time.perf_counter() - started
+                    queue.task_done()
+                if queue.empty():
+                    # retire the idle lane; a later event for the call opens a new one
+                    self._queues.pop(key, None)
+                    self._lanes.pop(key, None)
+                    return
+        except asyncio.CancelledError:
+            self._queues.pop(key, None)
+            self._lanes.pop(key, None)
+            raise
+
+    async def _apply(self, out: Translation) -> None:
+        await self.submit(out.commands)
+        if self.flow is not None:
+            for signal in out.signals:
+                try:
+                    await self.flow.on_signal(signal)
+                except DomainError as exc:
+                    log.info("flow refused on %s: %s", signal.kind, exc.message)
+
+    async def drain(self) -> None:
+        """Wait until every lane has applied what it was given."""
+        while self._queues:
+            await asyncio.gather(*(q.join() for q in list(self._queues.values())))
+            await asyncio.sleep(0)
+
+    # -- reconnect -------------------------------------------------------------
+    async def snapshot_asterisk(self) -> str | None:
+        try:
+            info = await self.rest.request("GET", "/asterisk/info")
+        except Exception:  # noqa: BLE001 - an ARI without /asterisk/info still works
+            return None
+        started = ((info or {}).get("status") or {}).get("startup_time")
+        if self.asterisk_started is None:
+            self.asterisk_started = started
+        return started
+
+    async def reconcile(self) -> None:
+        self.stats["reconnects"] += 1
+        now = self.clock()
+        previous = self.asterisk_started
+        self.asterisk_started = None
+        started = await self.snapshot_asterisk()
+        restarted = previous is not None and started is not None and started != previous
+        channels = await self.rest.request("GET", "/channels") or []
+        await self.rest.request("GET", "/bridges")
+        live = {str(c.get("id")) for c in channels if isinstance(c, dict)}
+        if restarted:
+            live = set()  # channel ids may be reused by the new Asterisk: nothing survived
+            cause = f"lost: Asterisk restarted at {started}"
+        else:
+            cause = "lost: channel gone while disconnected from Asterisk"
+        out = self.tracker.reconcile(live, cause, now, epoch=str(self.stats["reconnects"]))
+        self.stats["reconciled"] += sum(1 for s in out.signals if s.kind == "call_ended")
+        await self.submit(out.commands)
+        if self.flow is not None:
+            for signal in out.signals:
+                await self.flow.on_signal(signal)
+            await self.flow.after_reconcile()

@@ -1,0 +1,193 @@
+"""The hash chain: kept on every write, for SQLite and PostgreSQL, and every
+kind of direct tampering with the database is caught at the right position."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from commands import messages as m
+from queries.audit_anchors import check_anchors
+from queries.audit_trail import chain_source, head, verify
+from tests.audit.scenario import at, edit_payload, execute, populate, position_of, raw_store
+
+
+def test_every_notification_gets_a_chain_entry_and_the_chain_verifies(lianxin):
+    populate(lianxin, calls=3)
+    result = verify(lianxin)
+    top = lianxin.app.max_position()
+    assert result.ok, result.finding
+    assert (result.first, result.last, result.records) == (1, top, top)
+    assert head(lianxin) == (top, result.head)
+    # A sub-range verifies on its own, starting from the stored value before it.
+    part = verify(lianxin, 5, 12)
+    assert part.ok and (part.first, part.last, part.records) == (5, 12, 8)
+
+
+def test_payload_update_is_reported_as_altered_at_its_position(lianxin):
+    populate(lianxin)
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        first = position_of(db, events, pos, "WrapUpCompleted")
+        edit_payload(db, events, pos, first, b"billing", b"refund")
+    result = verify(lianxin)
+    assert not result.ok
+    assert (result.finding.position, result.finding.kind) == (first, "altered")
+    assert result.last == first - 1
+
+
+def test_deleted_row_is_reported_as_deleted(lianxin):
+    populate(lianxin)
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        execute(db, f"DELETE FROM {events} WHERE {pos} = %s", (9,))
+    result = verify(lianxin)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, 9, "deleted")
+
+
+def test_row_deleted_with_its_chain_entry_is_still_caught(lianxin):
+    populate(lianxin)
+    with raw_store(lianxin) as (db, events, chain, pos):
+        execute(db, f"DELETE FROM {events} WHERE {pos} = %s", (9,))
+        execute(db, f"DELETE FROM {chain} WHERE position = %s", (9,))
+    result = verify(lianxin)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, 9, "deleted")
+
+
+def test_forged_row_is_reported_as_inserted(lianxin):
+    populate(lianxin)
+    top = lianxin.app.max_position()
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        row = execute(db, f"SELECT originator_id, originator_version, topic, state FROM {events} "
+                          f"WHERE {pos} = %s", (top,))[0]
+        forged = bytes(row[3]).replace(b"billing", b"forged")
+        execute(db, f"INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                    "VALUES (%s, %s, %s, %s)", (row[0], row[1] + 1, row[2], forged))
+    result = verify(lianxin)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, top + 1, "inserted")
+    assert result.last == top
+
+
+def test_swapped_rows_are_reported_as_reordered(lianxin):
+    populate(lianxin)
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        a = execute(db, f"SELECT originator_id, originator_version, topic, state FROM {events} "
+                        f"WHERE {pos} = %s", (20,))[0]
+        b = execute(db, f"SELECT originator_id, originator_version, topic, state FROM {events} "
+                        f"WHERE {pos} = %s", (23,))[0]
+        # Swap contents through a parking version so the primary key never clashes.
+        execute(db, f"UPDATE {events} SET originator_version = -1 WHERE {pos} = %s", (20,))
+        execute(db, f"UPDATE {events} SET originator_id=%s, originator_version=%s, topic=%s, "
+                    f"state=%s WHERE {pos} = %s", (*a, 23))
+        execute(db, f"UPDATE {events} SET originator_id=%s, originator_version=%s, topic=%s, "
+                    f"state=%s WHERE {pos} = %s", (*b, 20))
+    result = verify(lianxin)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, 20, "reordered")
+    assert "23" in result.finding.detail
+
+
+def test_tampering_is_found_by_parallel_workers_too(lianxin):
+    populate(lianxin, calls=6)
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        edit_payload(db, events, pos, 40, b"occurred_at", b"occurred_at ")
+    result = verify(lianxin, workers=2, page=7)
+    assert result.workers == 2
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, 40, "altered")
+
+
+def test_a_rewritten_chain_passes_verify_but_not_an_earlier_anchor(lianxin):
+    """An intruder who recomputes every chain value after an edit fools the
+    chain alone; the head published before the edit catches it."""
+    from commands.event_store import GENESIS, chain_rows
+
+    populate(lianxin)
+    position, old_head = head(lianxin)
+    with raw_store(lianxin) as (db, events, chain, pos):
+        edit_payload(db, events, pos, position_of(db, events, pos, "WrapUpCompleted"),
+                     b"billing", b"refund")
+        src = chain_source(lianxin)
+        try:
+            records = src.records(0, position)
+        finally:
+            src.close()
+        rows, _ = chain_rows(GENESIS, records)
+        for p, _us, h in rows:
+            execute(db, f"UPDATE {chain} SET chain_hash = %s WHERE position = %s", (h, p))
+    assert verify(lianxin).ok
+    [result] = check_anchors(lianxin, [{"position": position, "chain_hash": old_head}])
+    assert not result.ok and "rewritten" in result.detail
+
+
+def test_truncated_history_fails_the_anchor(lianxin):
+    populate(lianxin)
+    position, old_head = head(lianxin)
+    with raw_store(lianxin) as (db, events, chain, pos):
+        execute(db, f"DELETE FROM {events} WHERE {pos} >= %s", (position - 2,))
+        execute(db, f"DELETE FROM {chain} WHERE position >= %s", (position - 2,))
+    assert verify(lianxin).ok  # nothing inside the shorter log is inconsistent
+    [result] = check_anchors(lianxin, [{"position": position, "chain_hash": old_head}])
+    assert not result.ok and "shortened" in result.detail
+
+
+def test_anchor_of_untouched_history_holds_after_more_writes(lianxin):
+    populate(lianxin, calls=2)
+    position, old_head = head(lianxin)
+    lianxin.commands.handle(m.MakeNotReady(employee_no="1001", reason="break",
+                                           occurred_at=at(9000)))
+    [result] = check_anchors(lianxin, [{"position": position, "chain_hash": old_head}])
+    assert result.ok, result.detail
+
+
+def test_concurrent_writers_in_separate_applications_keep_one_chain(settings):
+    """Two applications (two connection pools, as two processes would have)
+    writing at once: the chain must neither fork nor skip a record."""
+    from lianxin.wiring import build
+
+    a, b = build(settings), build(settings)
+    try:
+        a.commands.handle(m.RegisterAgent(employee_no="1", name="A", occurred_at=at(0)))
+        errors: list[BaseException] = []
+
+        def offer(lx, prefix):
+            try:
+                for i in range(25):
+                    lx.commands.handle(m.OfferCall(external_id=f"{prefix}-{i}",
+                                                   dialed_number="95598", occurred_at=at(i)))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=offer, args=(lx, p)) for lx, p in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        result = verify(a)
+        assert result.ok, result.finding
+        assert result.records == 51
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_store_written_before_the_chain_existed_is_chained_on_first_start(tmp_path, store):
+    from eventsourcing.application import Application  # noqa: F401
+    from lianxin.wiring import build
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "home")
+    plain_env = dict(settings.eventsourcing_env())
+    plain_env.pop("APPLICATION_RECORDER_TOPIC")
+    from commands.application import CallCenter
+    from commands.service import CommandService
+
+    app = CallCenter(env=plain_env)
+    CommandService(app).handle(m.RegisterAgent(employee_no="7", name="Old", occurred_at=at(0)))
+    app.close()
+    lx = build(settings)
+    try:
+        lx.commands.handle(m.LogIn(employee_no="7", endpoint="PJSIP/7", occurred_at=at(1)))
+        result = verify(lx)
+        assert result.ok and result.records == 2
+    finally:
+        lx.close()

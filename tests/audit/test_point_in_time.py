@@ -1,0 +1,123 @@
+"""State as of a past instant, rebuilt from the events: the wallboard as of
+t equals what the live wallboard showed at t."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from commands import messages as m
+from domain.errors import InvalidValue, NotFound
+from queries.point_in_time import agent_as_of, call_as_of, wallboard_as_of, work_order_as_of
+from queries.wallboard import wallboard
+from tests.audit.scenario import agents, at
+
+
+def _steps(svc):
+    """A busy quarter hour, as (time, command) in time order."""
+    ids = {}
+
+    def offer(key, t):
+        ids[key] = svc.handle(m.OfferCall(external_id=key, dialed_number="95598",
+                                          occurred_at=at(t))).aggregate_id
+
+    yield 5, lambda: agents(svc, "1001", "1002", t=5)
+    yield 10, lambda: offer("a", 10)
+    yield 11, lambda: svc.handle(m.QueueCall(call_id=ids["a"], queue="power", occurred_at=at(11)))
+    yield 12, lambda: offer("b", 12)
+    yield 13, lambda: svc.handle(m.QueueCall(call_id=ids["b"], queue="power", occurred_at=at(13)))
+    yield 14, lambda: offer("c", 14)
+    yield 15, lambda: svc.handle(m.QueueCall(call_id=ids["c"], queue="water", occurred_at=at(15)))
+    yield 20, lambda: svc.handle(m.AlertAgent(call_id=ids["a"], employee_no="1001",
+                                              occurred_at=at(20)))
+    yield 24, lambda: svc.handle(m.AnswerCall(call_id=ids["a"], occurred_at=at(24)))
+    yield 40, lambda: svc.handle(m.EndCall(call_id=ids["b"], hung_up_by="caller",
+                                           occurred_at=at(40)))
+    yield 45, lambda: svc.handle(m.MakeNotReady(employee_no="1002", reason="break",
+                                                occurred_at=at(45)))
+    yield 70, lambda: svc.handle(m.TransferCall(call_id=ids["a"], kind="blind",
+                                                target_type="queue", target="water",
+                                                occurred_at=at(70)))
+    yield 90, lambda: svc.handle(m.EndCall(call_id=ids["c"], hung_up_by="caller",
+                                           occurred_at=at(90)))
+    yield 95, lambda: svc.handle(m.MakeReady(employee_no="1001", occurred_at=at(95)))
+    yield 300, lambda: svc.handle(m.MakeReady(employee_no="1002", occurred_at=at(300)))
+    ids_holder.update(ids)
+
+
+ids_holder: dict = {}
+
+
+def test_wallboard_as_of_t_equals_the_live_wallboard_at_t(lianxin):
+    runner = lianxin.read_models()
+    seen = {}
+    moments = [9, 12.5, 16, 22, 30, 44, 60, 80, 94, 200, 400]
+    pending = list(moments)
+    for t, step in _steps(lianxin.commands):
+        while pending and pending[0] < t:
+            runner.run_once()
+            seen[pending[0]] = wallboard(lianxin, at=at(pending[0]))
+            pending.pop(0)
+        step()
+    runner.run_once()
+    for moment in pending:
+        seen[moment] = wallboard(lianxin, at=at(moment))
+    # Later events exist now; the reconstruction must ignore them.
+    assert lianxin.app.max_position() > 20
+    for moment, live in seen.items():
+        assert wallboard_as_of(lianxin, at(moment)) == live, moment
+    # The pictures differ over time (so the comparison is not of empty boards).
+    assert seen[16]["totals"]["waiting"] == 3 and seen[30]["totals"]["waiting"] == 2
+    assert seen[44]["totals"]["abandoned"] == 1 and seen[80]["totals"]["waiting"] == 2
+    assert seen[44]["agents"]["by_state"]["not_ready"] == 0
+    assert seen[60]["agents"]["by_state"]["not_ready"] == 1
+
+
+def test_call_agent_and_work_order_as_of(lianxin):
+    for _t, step in _steps(lianxin.commands):
+        step()
+    a = ids_holder["a"]
+    assert call_as_of(lianxin, a, at(12))["state"]["state"] == "queued"
+    at30 = call_as_of(lianxin, a, at(30))
+    assert at30["state"]["state"] == "connected" and at30["state"]["queue"] == "power"
+    assert at30["later_events"] > 0
+    assert call_as_of(lianxin, a, at(80))["state"]["queue"] == "water"
+    assert agent_as_of(lianxin, "1001", at(30))["state"]["state"] == "on_call"
+    assert agent_as_of(lianxin, "1001", at(80))["state"]["state"] == "wrap_up"
+    assert agent_as_of(lianxin, "1002", at(100))["state"]["reason"] == "break"
+    with pytest.raises(NotFound):
+        call_as_of(lianxin, a, at(9))  # not offered yet
+    with pytest.raises(NotFound):
+        agent_as_of(lianxin, "9999", at(100))
+    wo = lianxin.commands.handle(m.OpenWorkOrder(type="complaint", summary="late repair",
+                                                 occurred_at=at(500))).aggregate_id
+    lianxin.commands.handle(m.DispatchWorkOrder(work_order_id=wo, department="ops",
+                                                occurred_at=at(600)))
+    assert work_order_as_of(lianxin, wo, at(550))["state"]["status"] == "open"
+    assert work_order_as_of(lianxin, wo, at(650))["state"]["status"] == "dispatched"
+
+
+def test_http_as_of_routes(lianxin):
+    from lianxin.http import create_app
+
+    for _t, step in _steps(lianxin.commands):
+        step()
+    client = TestClient(create_app(lianxin))
+    board = client.get(f"/as-of/{at(16).isoformat()}/wallboard")
+    assert board.status_code == 200 and board.json()["totals"]["waiting"] == 3
+    call = client.get(f"/as-of/{at(30).isoformat()}/calls/{ids_holder['a']}")
+    assert call.status_code == 200 and call.json()["state"]["state"] == "connected"
+    agent = client.get(f"/as-of/{at(30).isoformat()}/agents/1001")
+    assert agent.json()["state"]["state"] == "on_call"
+    naive = client.get("/as-of/2026-11-23T09:00:00/wallboard")
+    assert naive.status_code == 422 and naive.json()["field"] == "timestamp"
+    bad = client.get("/as-of/yesterday/calls/" + str(ids_holder["a"]))
+    assert bad.status_code == 422
+    early = client.get(f"/as-of/{at(1).isoformat()}/calls/{ids_holder['a']}")
+    assert early.status_code == 404
+    assert early.headers["content-type"] == "application/problem+json"
+    verify = client.get("/audit/verify").json()
+    assert verify["ok"] is True and verify["last"] == lianxin.app.max_position()
+    assert client.get("/audit/verify", params={"from": 0}).status_code == 422
+    with pytest.raises(InvalidValue):
+        wallboard_as_of(lianxin, at(16).replace(tzinfo=None))

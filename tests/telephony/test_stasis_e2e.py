@@ -1,0 +1,186 @@
+"""The Stasis app against the ARI simulator over real HTTP and WebSocket on
+loopback: each scenario a caller or agent could live through."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.agent import AgentState, agent_id_for
+from tests.telephony.conftest import events_since, names, staff
+from tests.telephony.stack import stack
+from telephony_adapter.simulator import AnswerAfter, HangUpAfter, NeverAnswer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_answered_call_goes_through_ivr_queue_agent_and_recording(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    start = lx.app.max_position()
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=2))
+        ch = s.sim.place_call(caller="13800000001", dialed="95598")
+        await s.call_state(ch, "ivr")
+        await s.sim.press(ch, "0")
+        call = await s.call_state(ch, "connected")
+        assert call.queue == "general"
+        await s.until(lambda: s.call(ch).recordings, what="recording")
+        await s.sim.sleep(5)
+        s.sim.hangup(ch)
+        call = await s.call_state(ch, "ended")
+        await s.until(lambda: all(r["stopped_at"] for r in s.call(ch).recordings.values()),
+                      what="recording stopped")
+    assert call.hung_up_by == "caller"
+    evs = names(events_since(lx, start), "Call.")
+    assert evs == ["Call.Offered", "Call.IvrEntered", "Call.MenuChoiceMade", "Call.Queued",
+                   "Call.AgentAlerted", "Call.Answered", "Call.RecordingStarted", "Call.Ended",
+                   "Call.RecordingStopped"]
+    # ring delay and talk time are simulated seconds, as Asterisk stamped them
+    legs = list(s.call(ch).legs.values())
+    assert (legs[0]["answered_at"] - legs[0]["alerted_at"]).total_seconds() == pytest.approx(2, abs=0.3)
+    assert lx.app.repository.get(agent_id_for("1001")).state == AgentState.WRAP_UP
+
+
+def _requests(s, method: str, suffix: str) -> list:
+    return [r for r in s.sim.requests if r[0] == method and r[1].endswith(suffix)]
+
+
+async def _to_agent(s, ch: str, digit: str = "0") -> None:
+    await s.call_state(ch, "ivr")
+    await s.sim.press(ch, digit)
+
+
+async def test_abandoned_in_queue_after_music_and_a_position_announcement(sqlite_lianxin):
+    lx = sqlite_lianxin
+    start = lx.app.max_position()
+    async with stack(lx) as s:
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        await s.call_state(ch, "queued")
+        await s.until(lambda: _requests(s, "POST", f"/channels/{ch}/moh"), what="MOH")
+        # announce_first_s of the general queue is 20 s: wait past it
+        await s.sim.sleep(24)
+        await s.until(lambda: any("queue-youarenext" in str(r) for r in s.sim.requests),
+                      what="position announcement")
+        s.sim.hangup(ch)
+        call = await s.call_state(ch, "abandoned")
+    assert call.abandon_stage == "queue" and call.queue == "general"
+    evs = names(events_since(lx, start), "Call.")
+    assert evs[-2:] == ["Call.Queued", "Call.Abandoned"]
+
+
+async def test_abandoned_in_the_ivr(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with stack(lx) as s:
+        ch = s.sim.place_call()
+        await s.call_state(ch, "ivr")
+        await s.sim.sleep(1)
+        s.sim.hangup(ch)
+        call = await s.call_state(ch, "abandoned")
+    assert call.abandon_stage == "ivr" and call.ivr_path == ["main"]
+
+
+async def test_ring_no_answer_puts_the_agent_not_ready_and_the_next_one_answers(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")  # ready first: idle longest, rung first
+    staff(lx, "1002")
+    start = lx.app.max_position()
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", NeverAnswer())
+        s.sim.register_endpoint("PJSIP/1002", AnswerAfter(delay=1))
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        call = await s.call_state(ch, "connected", timeout=15)
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+    evs = events_since(lx, start)
+    call_evs = [e for e in evs if type(e).__qualname__.startswith("Call.")]
+    assert names(call_evs)[3:7] == ["Call.Queued", "Call.AgentAlerted", "Call.RingNoAnswer",
+                                    "Call.AgentAlerted"]
+    rna = next(e for e in call_evs if type(e).__qualname__ == "Call.RingNoAnswer")
+    alerted = next(e for e in call_evs if type(e).__qualname__ == "Call.AgentAlerted")
+    assert rna.outcome == "no_answer"
+    # the general queue rings 15 simulated seconds before giving up
+    assert (rna.occurred_at - alerted.occurred_at).total_seconds() == pytest.approx(15, abs=0.5)
+    a1 = lx.app.repository.get(agent_id_for("1001"))
+    assert (a1.state, a1.reason) == (AgentState.NOT_READY, "ring_no_answer")
+    assert call.agent_id == agent_id_for("1002")
+
+
+async def test_survey_after_the_agent_hangs_up_first(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", HangUpAfter(ring=1, talk=3))
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        call = await s.call_state(ch, "ended", timeout=15)
+        assert call.hung_up_by == "agent"
+        await s.until(lambda: any("survey" in str(r) for r in s.sim.requests), what="survey prompt")
+        await s.sim.press(ch, "4")
+        await s.until(lambda: s.call(ch).survey_score == 4, what="survey answer")
+        # thanked, then hung up by us
+        await s.until(lambda: ch not in s.sim.channel_ids(), what="caller hung up")
+    assert lx.app.repository.get(agent_id_for("1001")).state == AgentState.WRAP_UP
+
+
+async def test_survey_ignores_keys_outside_1_to_5_and_times_out(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", HangUpAfter(ring=1, talk=2))
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        await s.call_state(ch, "ended", timeout=15)
+        await s.until(lambda: any("survey" in str(r) for r in s.sim.requests), what="survey prompt")
+        await s.sim.press(ch, "9")
+        await s.until(lambda: ch not in s.sim.channel_ids(), timeout=15, what="timeout hang-up")
+    assert s.call(ch).survey_score is None
+
+
+async def test_websocket_drop_closes_calls_that_ended_meanwhile_and_keeps_live_ones(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001", "1002")
+    async with stack(lx) as s:
+        for emp in ("1001", "1002"):
+            s.sim.register_endpoint(f"PJSIP/{emp}", AnswerAfter(delay=1))
+        gone, kept = s.sim.place_call(caller="1"), s.sim.place_call(caller="2")
+        for ch in (gone, kept):
+            await _to_agent(s, ch)
+        for ch in (gone, kept):
+            await s.call_state(ch, "connected", timeout=15)
+        await s.sim.drop_websockets()
+        s.sim.hangup(gone)  # nobody is listening: these events are lost
+        await s.until(lambda: s.app.stats["reconnects"] >= 1, what="reconnect")
+        ended = await s.call_state(gone, "ended")
+        assert (await s.call_state(kept, "connected")).state.value == "connected"
+        s.sim.hangup(kept)
+        kept_call = await s.call_state(kept, "ended")
+    assert ended.hung_up_by == "system"
+    assert kept_call.hung_up_by == "caller"
+    cause = [e for e in events_since(lx, 0) if type(e).__qualname__ == "Call.Ended"
+             and e.originator_id == ended.id][0].cause
+    assert cause == "lost: channel gone while disconnected from Asterisk"
+
+
+async def test_asterisk_restart_mid_call_ends_every_call_with_a_cause(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=1))
+        talking, waiting = s.sim.place_call(caller="1"), s.sim.place_call(caller="2")
+        await _to_agent(s, talking)
+        await s.call_state(talking, "connected", timeout=15)
+        await _to_agent(s, waiting)
+        await s.call_state(waiting, "queued")
+        await s.sim.restart(downtime=2)
+        a = await s.call_state(talking, "ended", timeout=15)
+        b = await s.call_state(waiting, "ended", "abandoned", timeout=15)
+    assert a.hung_up_by == "system" and b.hung_up_by == "system"
+    causes = {e.originator_id: e.cause for e in events_since(lx, 0)
+              if type(e).__qualname__ == "Call.Ended"}
+    assert causes[a.id].startswith("lost: Asterisk restarted")
+    assert causes[b.id].startswith("lost: Asterisk restarted")
+    assert s.app.tracker.live_calls() == []
+    agent = lx.app.repository.get(agent_id_for("1001"))
+    assert agent.state == AgentState.WRAP_UP  # released, not stuck on a dead call

@@ -1,0 +1,182 @@
+"""Durable timers: urging repeated at its interval until the stage is done,
+escalation after N urgings, each due moment fired exactly once, across a
+real restart (a new build on the same data, and a separate process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from commands import messages as m
+from commands import work_order_messages as wm
+from commands.timers import TimerLoop, WorkOrderTimers
+from lianxin.settings import Settings
+from lianxin.wiring import build
+from tests.conftest import make_settings
+from tests.work_orders.conftest import events, local, open_order, order
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LIANXIN_HOME=str(settings.home), LIANXIN_STORE=settings.store,
+               LIANXIN_PG_HOST=settings.pg_host, LIANXIN_PG_PORT=str(settings.pg_port),
+               LIANXIN_PG_USER=settings.pg_user, LIANXIN_PG_DBNAME=settings.pg_dbname,
+               LIANXIN_PSEUDONYM_KEY=settings.pseudonym_key)
+    return env
+
+
+def _cli_tick(settings: Settings, now: datetime) -> dict:
+    proc = subprocess.run([sys.executable, "-c", "from lianxin.cli import main; main()",
+                           "work-orders", "tick", "--now", now.isoformat()], cwd=ROOT, env=_cli_env(settings),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_each_urging_fires_once_across_restarts_and_processes(settings):
+    first = build(settings)
+    try:
+        wo_id = open_order(first, "complaint", local(2026, 11, 23, 10), "cmp-1").aggregate_id
+        first.commands.handle(m.DispatchWorkOrder(work_order_id=wo_id, department="billing",
+                                                  occurred_at=local(2026, 11, 23, 10, 30)))
+        # Resolution due at 24:00 on Mon Nov 30: urged 1 h before, then every 4 h.
+        timers = WorkOrderTimers(first)
+        assert timers.tick(local(2026, 11, 30, 22)).urged == 0
+        assert timers.tick(local(2026, 11, 30, 23, 30)).urged == 1
+        assert timers.tick(local(2026, 11, 30, 23, 30)).urged == 0
+        timers.close()
+    finally:
+        first.close()
+
+    second = build(settings)  # the restart: new application, same store and home
+    try:
+        timers = WorkOrderTimers(second)
+        again = timers.tick(local(2026, 11, 30, 23, 30))
+        assert (again.urged, again.duplicates, again.refused) == (0, 0, [])
+        later = timers.tick(local(2026, 12, 1, 7, 30))
+        assert (later.urged, later.escalated) == (2, 1)
+        timers.close()
+    finally:
+        second.close()
+
+    # A separate process (the CLI) sees the same history: nothing to re-fire.
+    assert _cli_tick(settings, local(2026, 12, 1, 7, 30))["urged"] == 0
+    assert _cli_tick(settings, local(2026, 12, 1, 11, 0))["urged"] == 1
+
+    third = build(settings)
+    try:
+        urged = events(third, wo_id, "Urged")
+        assert [(e.seq, e.due_at, e.department, e.stage) for e in urged] == [
+            (1, local(2026, 11, 30, 23), "billing", "resolve"),
+            (2, local(2026, 12, 1, 3), "billing", "resolve"),
+            (3, local(2026, 12, 1, 7), "billing", "resolve"),
+            (4, local(2026, 12, 1, 11), "billing", "resolve"),
+        ]
+        assert all(e.deadline == local(2026, 12, 1) for e in urged)
+        (esc,) = events(third, wo_id, "Escalated")
+        assert (esc.level, esc.to, esc.after_urgings) == (1, "supervisor", 3)
+        # Handled: resolving stops the urging for good.
+        third.commands.handle(m.ResolveWorkOrder(work_order_id=wo_id, resolution="answered",
+                                                 occurred_at=local(2026, 12, 1, 12)))
+        timers = WorkOrderTimers(third)
+        assert timers.tick(local(2026, 12, 1, 23)).urged == 0
+        timers.close()
+        assert len(events(third, wo_id, "Urged")) == 4
+    finally:
+        third.close()
+
+
+def test_moments_missed_while_down_are_caught_up_in_order(lx):
+    opened = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", opened, "f-1",
+                       location={"transformer": "T-1"}).aggregate_id
+    timers = WorkOrderTimers(lx)
+    report = timers.tick(opened + timedelta(hours=1))  # nobody ticked for an hour
+    # Dispatch due 10:05, urged then and every 5 minutes up to 11:00: 12 moments.
+    assert (report.urged, report.escalated) == (12, 4)
+    urged = events(lx, wo_id, "Urged")
+    assert [e.due_at for e in urged] == [opened + timedelta(minutes=5 * k) for k in range(1, 13)]
+    assert {e.department for e in urged} == {"dispatch"}
+    assert [e.level for e in events(lx, wo_id, "Escalated")] == [1, 2, 3, 4]
+    assert order(lx, wo_id).escalation_level == 4
+    # Dispatching ends the dispatch urging; the accept promise starts its own.
+    lx.commands.handle(m.DispatchWorkOrder(work_order_id=wo_id, department="grid-north",
+                                           occurred_at=opened + timedelta(hours=1, minutes=1)))
+    report = timers.tick(opened + timedelta(hours=1, minutes=20))
+    accept = [e for e in events(lx, wo_id, "Urged") if e.stage == "accept"]
+    assert report.urged == 1 and accept[0].department == "grid-north"
+    assert accept[0].due_at == opened + timedelta(hours=1, minutes=16)
+    timers.close()
+
+
+def test_two_timers_racing_over_one_store_fire_each_moment_once(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    a, b = build(settings), build(settings)
+    try:
+        opened = local(2026, 11, 23, 10)
+        ids = [open_order(a, "fault_repair", opened, f"race-{i}",
+                          location={"feeder": f"F{i}"}).aggregate_id for i in range(4)]
+        ta, tb = WorkOrderTimers(a), WorkOrderTimers(b, tmp_path / "other-timers.sqlite")
+        now = opened + timedelta(minutes=31)  # 6 moments each
+        threads = [threading.Thread(target=t.tick, args=(now,)) for t in (ta, tb)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for wo_id in ids:
+            assert [e.seq for e in events(a, wo_id, "Urged")] == [1, 2, 3, 4, 5, 6]
+            assert len(events(a, wo_id, "Escalated")) == 2
+        ta.close()
+        tb.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_paused_clock_is_not_urged_and_resuming_restarts_the_count(lx):
+    opened = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", opened, "pz", location={"address": "2 Oak"}).aggregate_id
+    timers = WorkOrderTimers(lx)
+    assert timers.tick(opened + timedelta(minutes=6)).urged == 1
+    lx.commands.handle(wm.PauseClock(work_order_id=wo_id, reason="customer not home",
+                                     occurred_at=opened + timedelta(minutes=7)))
+    assert timers.tick(opened + timedelta(hours=2)).urged == 0
+    lx.commands.handle(wm.ResumeClock(work_order_id=wo_id,
+                                      occurred_at=opened + timedelta(hours=2)))
+    # The dispatch deadline was already missed when paused: it stays missed,
+    # and urging carries on from where it stood (no new promise).
+    wo = order(lx, wo_id)
+    assert wo.deadlines["dispatch"] == opened + timedelta(minutes=5)
+    report = timers.tick(opened + timedelta(hours=2))
+    assert report.urged == 23  # moments 10:10 .. 12:00 (the one at 10:05 fired before)
+    # The 24 h resolution promise was not yet due: it moved by the pause.
+    assert wo.deadlines["resolve"] == opened + timedelta(hours=24, minutes=113)
+    timers.close()
+
+
+def test_serve_runs_the_timer_loop(lx):
+    import lianxin.http  # noqa: F401 - registers the work-order services
+    from lianxin.wiring import SERVICE_FACTORIES
+
+    from commands.timers import timer_service
+
+    assert timer_service in SERVICE_FACTORIES
+    opened = datetime.now(timezone.utc) - timedelta(minutes=12)
+    wo_id = open_order(lx, "fault_repair", opened, "live", location={"feeder": "L1"}).aggregate_id
+    loop = TimerLoop(lx, interval_s=0.05)
+    loop.start()
+    try:
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=10)
+        while order(lx, wo_id).urgings.get("dispatch", 0) < 2:
+            assert datetime.now(timezone.utc) < deadline, "the loop did not urge"
+            threading.Event().wait(0.05)
+    finally:
+        loop.close()
+    assert order(lx, wo_id).urgings["dispatch"] == 2  # 5 and 10 minutes after opening

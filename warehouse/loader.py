@@ -1,0 +1,183 @@
+"""The warehouse loader: notification log -> DuckDB facts -> published Parquet.
+
+One process writes ``loader.duckdb`` (DuckDB allows a single writer per
+file). Each batch is one DuckDB transaction holding the new events, the
+recomputed facts, the months to republish and the loader's position, so a
+crash at any point leaves the file at the end of the last committed batch.
+``publish`` then writes the changed month partitions as Parquet and swaps in
+a new read-only catalog for readers (see ``warehouse.publish``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from warehouse.db import run
+
+from warehouse import facts
+from warehouse.decode import to_arrow
+
+DEFAULT_BATCH = 50_000
+
+
+class LoaderBusy(RuntimeError):
+    """Another process holds the loader's DuckDB file."""
+
+
+@dataclass
+class LoadResult:
+    events: int
+    batches: int
+    position: int
+    published_generation: int | None
+    seconds: float
+
+
+def _schema_sql() -> str:
+    return (Path(__file__).resolve().parent / "schema.sql").read_text()
+
+
+def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:  # the file lock of another process
+        raise LoaderBusy(f"the warehouse loader is already running ({exc})") from exc
+    # Month partitions and all stored times are UTC; local time is applied
+    # only in reports, so the facts do not depend on LIANXIN_TZ.
+    run(con, "SET TimeZone = 'UTC'")
+    run(con, _schema_sql())
+    if run(con, "SELECT count(*) FROM loader_state")[0][0] == 0:
+        run(con, "INSERT INTO loader_state VALUES (1, 0, NULL, 0, 0)")
+    return con
+
+
+class Loader:
+    def __init__(self, recorder: Any, directory: Path, *, mapper: Any | None = None,
+                 timezone: str = "Asia/Shanghai", calendar: Any | None = None) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self.directory = Path(directory)
+        self.timezone = timezone
+        self.calendar = calendar
+        self.db_path = self.directory / "loader.duckdb"
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    # -- connection ------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = connect_writer(self.db_path)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def position(self) -> int:
+        return int(run(self.con, "SELECT position FROM loader_state")[0][0])
+
+    # -- loading -----------------------------------------------------------------
+    def rebuild(self, **kwargs: Any) -> LoadResult:
+        """Drop every derived table and load again from position 0. The
+        published catalog stays readable until the rebuilt one replaces it."""
+        self.close()
+        generation = 0
+        if self.db_path.exists():
+            con = connect_writer(self.db_path)
+            generation = int(run(con, "SELECT generation FROM loader_state")[0][0])
+            con.close()
+            self.db_path.unlink()
+            Path(str(self.db_path) + ".wal").unlink(missing_ok=True)
+        run(self.con, "UPDATE loader_state SET generation = ?", [generation])
+        return self.load(**kwargs)
+
+    def load(self, *, batch_size: int = DEFAULT_BATCH, max_batches: int | None = None,
+             publish: bool = True, publish_every: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> LoadResult:
+        started = time.perf_counter()
+        total = batches = 0
+        generation = None
+        while max_batches is None or batches < max_batches:
+            n = self.load_batch(batch_size)
+            if n == 0:
+                break
+            total += n
+            batches += 1
+            if progress is not None:
+                progress(batches, self.position())
+            if publish and publish_every and batches % publish_every == 0:
+                generation = self.publish()
+        if publish:
+            generation = self.publish()
+        return LoadResult(total, batches, self.position(), generation,
+                          time.perf_counter() - started)
+
+    def load_batch(self, batch_size: int = DEFAULT_BATCH) -> int:
+        con = self.con
+        start = self.position()
+        notifications = self.recorder.select_notifications(start, batch_size,
+                                                           inclusive_of_start=False)
+        if not notifications:
+            return 0
+        arrow_batch = to_arrow(notifications, self.mapper)
+        con.register("arrow_batch", arrow_batch)
+        try:
+            run(con, "BEGIN TRANSACTION")
+            run(con, facts.INSERT_BATCH)
+            self._agents(con)
+            self._calls(con)
+            self._work_orders(con)
+            run(con, facts.DIM_AGENT)
+            run(con, 
+                "UPDATE loader_state SET position = ?, "
+                "as_of_time = greatest(as_of_time, (SELECT max(occurred_at) FROM batch))",
+                [int(notifications[-1].id)])
+            run(con, "COMMIT")
+        except BaseException:
+            run(con, "ROLLBACK")
+            raise
+        finally:
+            con.unregister("arrow_batch")
+        return len(notifications)
+
+    @staticmethod
+    def _low(con: duckdb.DuckDBPyConnection, sql: str) -> int | None:
+        value = run(con, sql)[0][0]
+        return None if value is None else int(value)
+
+    def _agents(self, con: duckdb.DuckDBPyConnection) -> None:
+        run(con, facts.AGENT_TOUCHED)
+        low = self._low(con, "SELECT min(from_pos) FROM t_agent")
+        run(con, facts.AGENT_OLD)
+        run(con, facts.AGENT_INSERT.replace("$lo", str(low if low is not None else 0)))
+        run(con, facts.AGENT_DIRTY)
+
+    def _calls(self, con: duckdb.DuckDBPyConnection) -> None:
+        run(con, facts.CALL_TOUCHED)
+        low = self._low(con, facts.CALL_LOW)
+        if low is None:  # only wrap-up of calls whose rows are gone: nothing to scan
+            low = 0
+        run(con, facts.CALL_OLD)
+        run(con, facts.CALL_EVENTS.replace("$lo", str(low)))
+        run(con, facts.LEG_INSERT)
+        run(con, facts.CALL_INSERT)
+
+    def _work_orders(self, con: duckdb.DuckDBPyConnection) -> None:
+        run(con, facts.WO_TOUCHED)
+        low = self._low(con, facts.WO_LOW)
+        if low is None:
+            return
+        run(con, facts.WO_REPLACE.replace("$lo", str(low)))
+
+    # -- publishing ----------------------------------------------------------------
+    def publish(self) -> int:
+        from warehouse.publish import publish
+
+        return publish(self.con, self.directory, timezone=self.timezone, calendar=self.calendar)
