@@ -160,80 +160,107 @@ def _timed_rows(rows: Sequence[Row], seconds: float, max_rows: int) -> Iterator[
         i += 1
 
 
-def raw_sqlite(path: Path, rows: Sequence[Row], *, seconds: float,
-               batch: int) -> tuple[float, float]:
-    """(single-row commits/s, batched rows/s) on the event store's own file,
-    with the library's connection settings (WAL, default synchronous=FULL:
-    every commit is fsynced, as every command's commit is)."""
-    db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-    try:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+class RawSQLite:
+    """Raw inserts on the event store's own file, with the library's
+    connection settings (WAL, default synchronous=FULL: every commit is
+    fsynced, as every command's commit is)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        assert self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
         for table in ("bench_raw_single", "bench_raw_batch"):
-            db.execute(f"DROP TABLE IF EXISTS {table}")
-            db.execute(f"CREATE TABLE {table} (originator_id TEXT, originator_version INTEGER, "
-                       "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (originator_id TEXT, "
+                            "originator_version INTEGER, topic TEXT, state BLOB, "
+                            "PRIMARY KEY (originator_id, originator_version))")
+        self.lap = 0
+
+    def single(self, rows: Sequence[Row], seconds: float) -> float:
+        """Durable single-row commits per second."""
+        db, self.lap = self.db, self.lap + 1
         sql = "INSERT INTO bench_raw_single VALUES (?,?,?,?)"
         n = 0
         start = time.perf_counter()
         for i, r in _timed_rows(rows, seconds, 10**9):
             db.execute("BEGIN")
-            db.execute(sql, (f"{r.originator_id.hex}-{i}", r.version, r.topic, r.state))
+            db.execute(sql, (f"{r.originator_id.hex}-{self.lap}-{i}", r.version, r.topic,
+                             r.state))
             db.execute("COMMIT")
             n += 1
-        single = n / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start)
 
+    def batched(self, rows: Sequence[Row], batch: int) -> float:
+        """Rows per second inserted ``batch`` rows per commit."""
+        db, self.lap = self.db, self.lap + 1
         sql = "INSERT INTO bench_raw_batch VALUES (?,?,?,?)"
-        params = [(r.originator_id.hex, r.version, r.topic, r.state) for r in rows]
+        params = [(f"{r.originator_id.hex}-{self.lap}", r.version, r.topic, r.state)
+                  for r in rows]
         start = time.perf_counter()
         for k in range(0, len(params), batch):
             db.execute("BEGIN")
             db.executemany(sql, params[k:k + batch])
             db.execute("COMMIT")
-        batched = len(params) / (time.perf_counter() - start)
+        return len(params) / (time.perf_counter() - start)
+
+    def close(self) -> None:
         for table in ("bench_raw_single", "bench_raw_batch"):
-            db.execute(f"DROP TABLE {table}")
-        return single, batched
-    finally:
-        db.close()
+            self.db.execute(f"DROP TABLE IF EXISTS {table}")
+        self.db.close()
 
 
-def raw_postgres(settings: Settings, rows: Sequence[Row], *, seconds: float,
-                 batch: int) -> tuple[float, float]:
-    """(single-row commits/s, batched rows/s) in the event store's database,
-    same column types as the library's table, synchronous_commit as the
-    server is configured (on: every commit is flushed)."""
-    import psycopg
+class RawPostgres:
+    """Raw inserts in the event store's database, same column types as the
+    library's table, synchronous_commit as the server is configured (on:
+    every commit is flushed)."""
 
-    with psycopg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
-                         dbname=settings.pg_dbname, autocommit=True) as conn:
+    def __init__(self, settings: Settings) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(host=settings.pg_host, port=settings.pg_port,
+                                    user=settings.pg_user, dbname=settings.pg_dbname,
+                                    autocommit=True)
         for table in ("bench_raw_single", "bench_raw_batch"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[arg-type]
-            conn.execute(f"CREATE TABLE {table} (originator_id uuid NOT NULL, "  # type: ignore[arg-type]
-                         "originator_version integer NOT NULL, topic text, state bytea, "
-                         "notification_id bigserial, "
-                         "PRIMARY KEY (originator_id, originator_version))")
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ("  # type: ignore[arg-type]
+                              "originator_id uuid NOT NULL, originator_version integer NOT NULL, "
+                              "topic text, state bytea, notification_id bigserial, "
+                              "PRIMARY KEY (originator_id, originator_version))")
+        self.lap = 0
+
+    def single(self, rows: Sequence[Row], seconds: float) -> float:
+        self.lap += 1
         sql = ("INSERT INTO bench_raw_single (originator_id, originator_version, topic, state) "
                "VALUES (%s,%s,%s,%s)")
         n = 0
-        with conn.cursor() as cur:
+        with self.conn.cursor() as cur:
             start = time.perf_counter()
             for i, r in _timed_rows(rows, seconds, 10**9):
                 # autocommit: one INSERT, one durable COMMIT
-                cur.execute(sql, (uuid.uuid5(r.originator_id, str(i)), r.version, r.topic,
-                                  r.state), prepare=True)
+                cur.execute(sql, (uuid.uuid5(r.originator_id, f"{self.lap}-{i}"), r.version,
+                                  r.topic, r.state), prepare=True)
                 n += 1
-            single = n / (time.perf_counter() - start)
+            return n / (time.perf_counter() - start)
 
-        sql = sql.replace("bench_raw_single", "bench_raw_batch")
-        params = [(r.originator_id, r.version, r.topic, r.state) for r in rows]
+    def batched(self, rows: Sequence[Row], batch: int) -> float:
+        self.lap += 1
+        sql = ("INSERT INTO bench_raw_batch (originator_id, originator_version, topic, state) "
+               "VALUES (%s,%s,%s,%s)")
+        params = [(uuid.uuid5(r.originator_id, str(self.lap)), r.version, r.topic, r.state)
+                  for r in rows]
         start = time.perf_counter()
         for k in range(0, len(params), batch):
-            with conn.transaction(), conn.cursor() as cur:
+            with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.executemany(sql, params[k:k + batch])
-        batched = len(params) / (time.perf_counter() - start)
+        return len(params) / (time.perf_counter() - start)
+
+    def close(self) -> None:
         for table in ("bench_raw_single", "bench_raw_batch"):
-            conn.execute(f"DROP TABLE {table}")  # type: ignore[arg-type]
-        return single, batched
+            self.conn.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[arg-type]
+        self.conn.close()
+
+
+def raw_inserter(settings: Settings) -> RawSQLite | RawPostgres:
+    if settings.store == "sqlite":
+        return RawSQLite(settings.event_store_path)
+    return RawPostgres(settings)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

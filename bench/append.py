@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import statistics
 import sys
 import threading
 import time
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from bench._common import (COMMANDS_PER_CALL, EVENTS_PER_CALL, agent_setup, bench_settings,
-                           call_lifecycle, percentile, raw_postgres, raw_sqlite, stored_rows)
+                           call_lifecycle, percentile, raw_inserter, stored_rows)
 from commands import messages as m
 from commands.bus import Outcome
 from domain.call import CallState, call_id_for
@@ -53,6 +54,7 @@ class Figure:
     goal: str = ""
     passed: bool | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    ratio: float | None = None  # when not simply value / ceiling (e.g. a median of rounds)
 
 
 def _check(outcomes: Sequence[Outcome | BaseException]) -> int:
@@ -69,22 +71,22 @@ def _setup_agents(lx: Lianxin, nos: Sequence[str]) -> None:
 
 
 # -- scenarios -----------------------------------------------------------------
-def one_at_a_time(lx: Lianxin, calls: int) -> tuple[float, float, int]:
-    """(commands/s, events/s, events) for a single caller."""
-    _setup_agents(lx, ["seq-1"])
-    cmds = [c for n in range(calls) for c in call_lifecycle("seq", n, "seq-1")]
+def one_at_a_time(lx: Lianxin, calls: int, first: int = 0) -> tuple[float, float]:
+    """(commands/s, events/s) for a single caller, calls ``first``.. on agent seq-1."""
+    cmds = [c for n in range(first, first + calls) for c in call_lifecycle("seq", n, "seq-1")]
     handle = lx.commands.handle
     events = 0
     start = time.perf_counter()
     for c in cmds:
         events += handle(c).new_events
     elapsed = time.perf_counter() - start
-    return len(cmds) / elapsed, events / elapsed, events
+    return len(cmds) / elapsed, events / elapsed
 
 
-def threads_in_flight(lx: Lianxin, threads: int, calls_each: int) -> tuple[float, float, int]:
+def threads_in_flight(lx: Lianxin, threads: int, calls_each: int,
+                      tag: str = "thr") -> tuple[float, float, int]:
     """(events/s, mean commands per commit, events) with one thread per agent."""
-    nos = [f"thr-{k}" for k in range(threads)]
+    nos = [f"{tag}-{k}" for k in range(threads)]
     _setup_agents(lx, nos)
     errors: list[BaseException] = []
     counts = [0] * threads
@@ -92,7 +94,7 @@ def threads_in_flight(lx: Lianxin, threads: int, calls_each: int) -> tuple[float
 
     def worker(k: int) -> None:
         cmds = [c for n in range(calls_each)
-                for c in call_lifecycle(f"thr{k}", n, nos[k])]
+                for c in call_lifecycle(f"{tag}{k}", n, nos[k])]
         barrier.wait()
         try:
             for c in cmds:
@@ -116,13 +118,14 @@ def threads_in_flight(lx: Lianxin, threads: int, calls_each: int) -> tuple[float
     return events / elapsed, (threads * calls_each * COMMANDS_PER_CALL) / max(commits, 1), events
 
 
-def waves_in_flight(lx: Lianxin, in_flight: int, waves: int) -> tuple[float, int]:
+def waves_in_flight(lx: Lianxin, in_flight: int, waves: int,
+                    tag: str = "wav") -> tuple[float, int]:
     """(events/s, events): ``in_flight`` calls advance one step per
     ``handle_many``; a finished call is replaced by a new one on the same
     agent, so the number of calls in flight stays constant."""
-    nos = [f"wav-{k}" for k in range(in_flight)]
+    nos = [f"{tag}-{k}" for k in range(in_flight)]
     _setup_agents(lx, nos)
-    scripts = [call_lifecycle(f"wav{k}", n, nos[k]) for n in range(waves // COMMANDS_PER_CALL + 1)
+    scripts = [call_lifecycle(f"{tag}{k}", n, nos[k]) for n in range(waves // COMMANDS_PER_CALL + 1)
                for k in range(in_flight)]
     # script of agent k, call n is scripts[n * in_flight + k]
     plan = [[scripts[(w // COMMANDS_PER_CALL) * in_flight + k][w % COMMANDS_PER_CALL]
@@ -169,14 +172,13 @@ def _commits(lx: Lianxin) -> int:
 
 
 def projection_lag(lx: Lianxin, rate: float, seconds: float) -> tuple[list[float], str, float]:
-    """Lag samples (s) at ``rate`` events/s, which projections ran, achieved rate."""
-    from projections.runner import ProjectionRunner
-
-    projections, which = _projections(lx.settings)
-    runner = ProjectionRunner(lx.app, lx.settings.home / "bench_read_models.sqlite", projections)
-    runner.run_once()  # catch up with what the earlier scenarios wrote
-    lx.commands.bus.on_commit(runner.notify)
-    runner.start(poll_interval=0.05)
+    """Lag samples (s) at ``rate`` events/s, which projections ran, achieved
+    rate. The read models are the real ones (``Lianxin.read_models()``: every
+    registered projection, woken by the bus on each commit)."""
+    runner = lx.read_models()
+    which = ", ".join(p.name for p in runner.projections)
+    runner.run_once()  # catch up with what is already stored
+    runner.start()
     # A reader waiting for each acknowledged position through the public
     # read-your-writes call: lag is what that reader experiences.
     acks: queue.SimpleQueue[tuple[int, float] | None] = queue.SimpleQueue()
@@ -191,121 +193,141 @@ def projection_lag(lx: Lianxin, rate: float, seconds: float) -> tuple[list[float
 
     watcher = threading.Thread(target=watch, name="lag-watcher")
     watcher.start()
+    # Several agents' calls at once (a center's load comes from many calls),
+    # each caller pacing its share of the rate.
+    callers = 32
+    nos = [f"lag-{k}" for k in range(callers)]
+    calls = int(rate * seconds / EVENTS_PER_CALL / callers) + 1
+    scripts = [[c for n in range(calls) for c in call_lifecycle(f"lag{k}", n, nos[k])]
+               for k in range(callers)]
+    counts = [0] * callers
+    errors: list[BaseException] = []
     try:
-        _setup_agents(lx, ["lag-1"])
-        calls = int(rate * seconds / EVENTS_PER_CALL) + 1
-        # one call after the other on one agent: the pace, not concurrency,
-        # is what this scenario is about
-        cmds = [c for n in range(calls) for c in call_lifecycle("lag", n, "lag-1")]
-        handle = lx.commands.handle
-        start = time.perf_counter()
-        events = 0
-        for c in cmds:
-            due = start + events / rate
-            now = time.perf_counter()
-            if due > now:
-                time.sleep(due - now)
-            out = handle(c)
-            acks.put((out.position, time.perf_counter()))
-            events += out.new_events
-        achieved = events / (time.perf_counter() - start)
+        _setup_agents(lx, nos)
+        start = time.perf_counter() + 0.05
+
+        def caller(k: int) -> None:
+            handle, share = lx.commands.handle, rate / callers
+            # staggered, so the callers do not all fire at the same instant
+            first = start + k / rate
+            try:
+                for c in scripts[k]:
+                    due = first + counts[k] / share
+                    now = time.perf_counter()
+                    if due > now:
+                        time.sleep(due - now)
+                    out = handle(c)
+                    acks.put((out.position, time.perf_counter()))
+                    counts[k] += out.new_events
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        achieved = sum(counts) / (time.perf_counter() - start)
     finally:
         acks.put(None)
         watcher.join()
-        runner.close()
-    if len(lags) != len(cmds):
+        runner.stop()  # the throughput scenarios measure the write path alone
+    if errors:
+        raise RuntimeError(f"a benchmark command failed: {errors[0]!r}") from errors[0]
+    if len(lags) != sum(len(x) for x in scripts):
         raise RuntimeError("the lag watcher lost track of some commands")
     return lags, which, achieved
 
 
-def _projections(settings: Settings) -> tuple[list[Any], str]:
-    """The live read models if they are wired, else a simple counting one."""
-    try:
-        from lianxin import wiring
-
-        factories = getattr(wiring, "PROJECTION_FACTORIES", None)
-        if factories:
-            made = [f(settings) if _takes_arg(f) else f() for f in factories]
-            return made, ", ".join(p.name for p in made)
-    except Exception as exc:  # noqa: BLE001 - fall back, and say so
-        print(f"(could not build the registered projections: {exc!r}; using a counter)",
-              file=sys.stderr)
-    return [EventCounter()], "event counter (no registered projections found)"
-
-
-def _takes_arg(f: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        return len(inspect.signature(f).parameters) >= 1
-    except (TypeError, ValueError):
-        return False
-
-
-class EventCounter:
-    name = "bench_event_counter"
-
-    def setup(self, db: Any) -> None:
-        db.execute("CREATE TABLE IF NOT EXISTS bench_event_counts (topic TEXT PRIMARY KEY, "
-                   "n INTEGER NOT NULL)")
-
-    def apply(self, db: Any, event: Any, position: int) -> None:
-        db.execute("INSERT INTO bench_event_counts VALUES (?, 1) ON CONFLICT(topic) "
-                   "DO UPDATE SET n = n + 1", (type(event).__qualname__,))
-
-
 # -- the run -------------------------------------------------------------------
-def run(store: str, quick: bool, plain_recorder: bool = False) -> list[Figure]:
-    seq_calls = 60 if quick else 300
-    threads, calls_each = (32, 3) if quick else (64, 8)
-    in_flight, waves = (256, 26) if quick else (1000, 52)
-    lag_seconds = 3.0 if quick else 10.0
-    raw_seconds = 1.5 if quick else 4.0
+@dataclass
+class Sizes:
+    rounds: int  # alternating rounds: raw single-row commits, then one command at a time
+    seq_calls: int  # per round
+    raw_seconds: float  # per round
+    threads: int
+    thread_calls: int
+    aio_in_flight: int
+    aio_calls: int
+    waves_in_flight: int
+    waves: int
+    lag_seconds: float
 
+
+QUICK = Sizes(3, 15, 0.7, 32, 2, 256, 2, 256, 26, 3.0)
+FULL = Sizes(5, 40, 1.5, 64, 4, 1000, 3, 1000, 52, 10.0)
+RAW_BATCH = 1000
+
+
+def run(store: str, quick: bool, plain_recorder: bool = False,
+        sizes: Sizes | None = None) -> list[Figure]:
+    z = sizes or (QUICK if quick else FULL)
     figures: list[Figure] = []
     with bench_settings(store, plain_recorder=plain_recorder) as settings:
         lx = build(settings)
+        raw = None
         try:
-            cps, eps, _ = one_at_a_time(lx, seq_calls)
-            thr_eps, per_commit, _ = threads_in_flight(lx, threads, calls_each)
-            wav_eps, _ = waves_in_flight(lx, in_flight, waves)
-            lags, which, achieved = projection_lag(lx, 1000.0, lag_seconds)
-            _verify(lx)
-            rows = stored_rows(lx.app)
-        finally:
-            lx.close()
-        batch = 1000
-        if store == "sqlite":
-            raw_single, raw_batch = raw_sqlite(settings.event_store_path, rows,
-                                               seconds=raw_seconds, batch=batch)
-        else:
-            raw_single, raw_batch = raw_postgres(settings, rows, seconds=raw_seconds,
-                                                 batch=batch)
+            # Lag first, on a store that the read models can follow from the
+            # start; then the runner is stopped.
+            recorder = f"{type(lx.app.recorder).__module__}.{type(lx.app.recorder).__qualname__}"
+            lags, which, achieved = projection_lag(lx, 1000.0, z.lag_seconds)
 
+            _setup_agents(lx, ["seq-1"])
+            one_at_a_time(lx, 5, first=10**6)  # warm up; its payloads feed the ceilings
+            rows = stored_rows(lx.app)
+            raw = raw_inserter(settings)
+            singles, seqs, ratios = [], [], []
+            for k in range(z.rounds):
+                # alternate, so that both see the same disk and the same neighbours
+                singles.append(raw.single(rows, z.raw_seconds))
+                seqs.append(one_at_a_time(lx, z.seq_calls, first=k * z.seq_calls))
+                ratios.append(seqs[-1][0] / singles[-1])
+
+            thr_eps, thr_per_commit = threads_in_flight(lx, z.threads, z.thread_calls)[:2]
+            aio_eps, aio_per_commit = asyncio_in_flight(lx, z.aio_in_flight, z.aio_calls)[:2]
+            wav_eps = waves_in_flight(lx, z.waves_in_flight, z.waves)[0]
+            _verify(lx)
+            rows = stored_rows(lx.app, limit=50_000)
+            raw_batch = statistics.median(raw.batched(rows, RAW_BATCH) for _ in range(3))
+        finally:
+            if raw is not None:
+                raw.close()
+            lx.close()
+
+    raw_single = statistics.median(singles)
+    cps = statistics.median(c for c, _ in seqs)
+    eps = statistics.median(e for _, e in seqs)
+    ratio = statistics.median(ratios)
     payload = sum(len(r.state) for r in rows) / len(rows)
-    figures.append(Figure("one command at a time", cps, "commits/s", raw_single,
-                          "raw durable single-row commits/s", ">= 0.5x raw",
-                          cps >= 0.5 * raw_single, {"events_per_s": eps}))
-    figures.append(Figure(f"{threads} threads, one call each in flight", thr_eps, "events/s",
-                          raw_batch, f"raw batched inserts ({batch}/commit) rows/s",
-                          ">= 20000 events/s", thr_eps >= 20000,
-                          {"commands_per_commit": per_commit}))
-    figures.append(Figure(f"{in_flight} calls in flight, handle_many per step", wav_eps,
-                          "events/s", raw_batch, f"raw batched inserts ({batch}/commit) rows/s",
-                          ">= 20000 events/s", wav_eps >= 20000))
+    figures.append(Figure("one command at a time", cps, "commands/s (= commits/s)", raw_single,
+                          "raw durable single-row commits/s (median of alternating rounds)",
+                          ">= 0.5x raw", ratio >= 0.5,
+                          {"events_per_s": eps, "round_ratios": [round(r, 2) for r in ratios]},
+                          ratio=ratio))
+    ceiling = f"raw batched inserts ({RAW_BATCH} rows/commit) rows/s"
+    figures.append(Figure(f"{z.aio_in_flight} calls in flight, asyncio handle_async",
+                          aio_eps, "events/s", raw_batch, ceiling, ">= 20000 events/s",
+                          aio_eps >= 20000, {"commands_per_commit": aio_per_commit}))
+    figures.append(Figure(f"{z.waves_in_flight} calls in flight, handle_many per step",
+                          wav_eps, "events/s", raw_batch, ceiling, ">= 20000 events/s",
+                          wav_eps >= 20000))
+    figures.append(Figure(f"{z.threads} threads, one call each in flight", thr_eps,
+                          "events/s", raw_batch, ceiling, ">= 20000 events/s",
+                          thr_eps >= 20000, {"commands_per_commit": thr_per_commit}))
     p50, p99 = percentile(lags, 50) * 1000, percentile(lags, 99) * 1000
     figures.append(Figure(f"projection lag p50 at {achieved:.0f} events/s", p50, "ms",
                           notes={"projections": which}))
     figures.append(Figure(f"projection lag p99 at {achieved:.0f} events/s", p99, "ms",
                           goal="<= 50 ms at 1k events/s", passed=p99 <= 50 and achieved >= 950,
                           notes={"samples": len(lags), "max_ms": max(lags) * 1000}))
-    figures.append(Figure("mean stored payload", payload, "bytes"))
+    figures.append(Figure("mean stored payload", payload, "bytes",
+                          notes={"recorder": recorder}))
     return figures
 
 
 def _verify(lx: Lianxin) -> None:
     """The benchmark is only worth its figures if the calls really ended well."""
-    for ext in ("seq-0", "thr0-0", "wav0-0", "lag-0"):
+    for ext in ("seq-0", "thr0-0", "aio0-0", "wav0-0", "lag0-0"):
         call = lx.app.repository.get(call_id_for(ext))
         assert call.state == CallState.ENDED and call.wrapped_up and call.survey_score == 5, ext
     # an acknowledged command is never lost: a retry is recognised as applied
@@ -319,7 +341,8 @@ def print_table(store: str, figures: list[Figure]) -> None:
     print(f"{'measure':<44} {'value':>12} {'ceiling':>12} {'ratio':>7}  goal")
     for f in figures:
         ceiling = f"{f.ceiling:,.0f}" if f.ceiling else ""
-        ratio = f"{f.value / f.ceiling:.2f}x" if f.ceiling else ""
+        r = f.ratio if f.ratio is not None else (f.value / f.ceiling if f.ceiling else None)
+        ratio = f"{r:.2f}x" if r is not None else ""
         verdict = "" if f.passed is None else ("PASS" if f.passed else "MISS")
         print(f"{f.name:<44} {f.value:>12,.1f} {ceiling:>12} {ratio:>7}  "
               f"{f.goal} {verdict}".rstrip())

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -123,6 +124,7 @@ def _templatise(notifications: list[Any], t: datetime, agent_hex: str) -> list[T
     return out
 
 
+@lru_cache(maxsize=1)
 def make_templates() -> tuple[list[Template], list[tuple[float, list[Template]]]]:
     from lianxin.wiring import build
 
@@ -276,8 +278,10 @@ FROM g;
 
 KPIS = ["service_level", "asa_s", "abandon_rate", "aht_s"]
 
+# What an analyst who knows the center's zone has one fixed offset (+08:00)
+# would write by hand over the same facts.
 HAND_SQL = """
-SELECT time_bucket(INTERVAL 30 MINUTE, offered_at AT TIME ZONE 'Asia/Shanghai') AS b,
+SELECT make_timestamp((epoch_us(offered_at) + 28800000000) // 1800000000 * 1800000000) AS b,
        count(*) FILTER (WHERE outcome = 'answered' AND wait_s <= 20)
          / nullif(count(*) FILTER (WHERE (outcome = 'answered' AND queued_at IS NOT NULL)
                                      OR (outcome = 'abandoned' AND abandon_stage IN ('queue', 'ringing'))), 0),
@@ -285,8 +289,8 @@ SELECT time_bucket(INTERVAL 30 MINUTE, offered_at AT TIME ZONE 'Asia/Shanghai') 
        count(*) FILTER (WHERE outcome = 'abandoned') / nullif(count(*), 0),
        avg(talk_s + hold_s + acw_s) FILTER (WHERE outcome = 'answered')
 FROM fact_call
-WHERE offered_at AT TIME ZONE 'Asia/Shanghai' >= TIMESTAMP '2025-01-01'
-  AND offered_at AT TIME ZONE 'Asia/Shanghai' < TIMESTAMP '2026-01-01'
+WHERE offered_at >= TIMESTAMPTZ '2024-12-31 16:00:00+00'
+  AND offered_at < TIMESTAMPTZ '2025-12-31 16:00:00+00'
 GROUP BY 1
 """
 

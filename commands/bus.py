@@ -36,6 +36,7 @@ one command at a time with fresh state, retried a few times.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from concurrent.futures import Future
 from _thread import allocate_lock as _allocate_lock
@@ -56,6 +57,7 @@ from domain.base import LianxinAggregate
 from domain.errors import DomainError, NotFound
 
 A = TypeVar("A", bound=LianxinAggregate)
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 CONFLICT_RETRIES = 5
@@ -201,7 +203,7 @@ Handler = Callable[[UnitOfWork, Any], Any]
 
 
 class _Request:
-    __slots__ = ("handler", "command", "wake", "future", "done", "outcome", "error",
+    __slots__ = ("handler", "command", "wake", "future", "loop", "afut", "done", "outcome", "error",
                  "aggregate_id", "result", "new_events", "duplicate")
 
     def __init__(self, handler: Handler, command: Any) -> None:
@@ -209,6 +211,8 @@ class _Request:
         self.command = command
         self.wake: _Wake | None = None  # only the request a caller sleeps on
         self.future: Future[Outcome] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # with afut: an asyncio caller
+        self.afut: asyncio.Future[Outcome] | None = None
         self.done = False
         self.outcome: Outcome | None = None
         self.error: BaseException | None = None
@@ -299,8 +303,17 @@ class CommandBus:
 
     async def execute_async(self, handler: Handler, command: Any) -> Outcome:
         """``execute`` for asyncio callers: the loop keeps running while the
-        drainer thread commits."""
-        return await asyncio.wrap_future(self.submit(handler, command))
+        drainer thread commits. The results of a batch reach each loop in one
+        call (one wake-up of the loop per batch, not one per command)."""
+        loop = asyncio.get_running_loop()
+        req = _Request(handler, command)
+        req.loop, req.afut = loop, loop.create_future()
+        with self._lock:
+            self._queue.append(req)
+            if not self._leading:
+                self._leading = True
+                self._hand_over()
+        return await req.afut
 
     # -- leadership --------------------------------------------------------
     # One leader at a time runs batches. A blocking caller who finds nobody
@@ -310,11 +323,16 @@ class CommandBus:
     # handing over to another caller instead would put a thread wake-up (and
     # a wait for the GIL) between every two batches.
     def _submit(self, reqs: list[_Request]) -> None:
+        if getattr(_tls, "leading", False):
+            # It would wait for the batch it is part of.
+            raise RuntimeError("a command cannot be executed from inside a handler "
+                               "or an on_commit listener")
         mine = reqs[-1]  # requests run in order: when the last is done, all are
-        mine.wake = _Wake()
         with self._lock:
-            self._queue.extend(reqs)
             lead = not self._leading
+            if not lead:
+                mine.wake = _Wake()
+            self._queue.extend(reqs)
             self._leading = True
         if lead:
             self._lead_until(mine)
@@ -324,6 +342,13 @@ class CommandBus:
     def _lead_until(self, mine: _Request | None) -> None:
         """Run batches until ``mine`` is done (a caller) or the queue is empty
         (the drainer); then hand over or step down."""
+        _tls.leading = True
+        try:
+            self._lead_loop(mine)
+        finally:
+            _tls.leading = False
+
+    def _lead_loop(self, mine: _Request | None) -> None:
         while True:
             with self._lock:
                 if not self._queue:
@@ -337,7 +362,8 @@ class CommandBus:
             # A submitted command whose caller gave up before it started is
             # dropped; once started, cancelling no longer stops it.
             batch = [r for r in batch
-                     if r.future is None or r.future.set_running_or_notify_cancel()]
+                     if (r.future is None or r.future.set_running_or_notify_cancel())
+                     and (r.afut is None or not r.afut.cancelled())]
             try:
                 self._run_batch(batch)
             except BaseException as exc:  # noqa: BLE001 - nobody may be left hanging
@@ -347,6 +373,8 @@ class CommandBus:
                     if not r.done:
                         r.error = exc
                         self._finish(r)
+            finally:
+                self._deliver_to_loops(batch)
 
     def _hand_over(self) -> None:
         """Give leadership to the drainer thread (called holding the lock)."""
@@ -369,6 +397,17 @@ class CommandBus:
                 self._drainer_turn = False
             self._lead_until(None)
 
+    def _deliver_to_loops(self, batch: list[_Request]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
+        for r in batch:
+            if r.loop is not None:
+                by_loop.setdefault(r.loop, []).append(r)
+        for loop, reqs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_in_loop, reqs)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
     def _finish(self, req: _Request) -> None:
         req.done = True
         if req.wake is not None:
@@ -380,7 +419,7 @@ class CommandBus:
                 req.future.set_result(req.outcome)  # type: ignore[arg-type]
 
     # -- inside leadership -------------------------------------------------
-    def _run_batch(self, batch: list[_Request]) -> None:
+    def _run_batch(self, batch: list[_Request], *, after_conflict: bool = False) -> None:
         todo = batch
         while todo:
             uow = UnitOfWork(self.app, self.ctx, self._cache)
@@ -390,7 +429,7 @@ class CommandBus:
                 self._cache.evict(uow._seen)
                 todo = [r for r in todo if r is not rerun.failed and not r.done]
                 continue
-            self._commit(uow, ok)
+            self._commit(uow, ok, after_conflict=after_conflict)
             return
 
     def _apply_all(self, uow: UnitOfWork, reqs: list[_Request]) -> list[_Request]:
@@ -425,12 +464,20 @@ class CommandBus:
             ok.append(req)
         return ok
 
-    def _commit(self, uow: UnitOfWork, reqs: list[_Request]) -> None:
+    def _commit(self, uow: UnitOfWork, reqs: list[_Request], *,
+                after_conflict: bool = False) -> None:
         try:
             position = self._save(uow)
         except IntegrityError:
+            # Another writer got there first. The batch's aggregates are
+            # reloaded and the batch re-run once as a whole (one stale
+            # aggregate should not cost every command its own commit); if it
+            # conflicts again, each command is retried alone.
             self.conflicts += 1
             self._cache.evict(uow._seen)
+            if not after_conflict:
+                self._run_batch(reqs, after_conflict=True)
+                return
             for req in reqs:
                 self._retry_alone(req)
             return
@@ -455,7 +502,10 @@ class CommandBus:
         self.commits += 1
         position = max(r.notification.id for r in recordings)
         for listener in self._listeners:
-            listener(position)
+            try:
+                listener(position)
+            except Exception:  # noqa: BLE001 - the commit stands; a listener's bug is logged
+                log.exception("on_commit listener %r failed", listener)
         return position
 
     def _save_collected(self, pending: list[LianxinAggregate]) -> list[Any]:
@@ -504,6 +554,20 @@ class CommandBus:
         else:
             req.error = ConcurrencyConflict("another writer kept changing the same aggregate; try again")
         self._finish(req)
+
+
+_tls = threading.local()
+
+
+def _resolve_in_loop(reqs: list[_Request]) -> None:
+    for r in reqs:
+        fut = r.afut
+        if fut is None or fut.done():  # cancelled meanwhile
+            continue
+        if r.error is not None:
+            fut.set_exception(r.error)
+        else:
+            fut.set_result(r.outcome)  # type: ignore[arg-type]
 
 
 class _Wake:

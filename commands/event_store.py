@@ -115,20 +115,14 @@ def chain_rows(previous: bytes, records: Sequence[tuple[int, Any, int, str, byte
 
 
 # -- SQL forms of the canonical bytes (kept next to the Python form) --------
-def sqlite_canonical_sql(table: str) -> str:
-    """SELECT list: rowid and the canonical bytes, built by SQLite."""
-    mark = OCCURRED_MARK.decode()
-    n = len(mark)
-    occ_window = (f"CASE WHEN instr(state, CAST('{mark}' AS BLOB)) > 0 THEN "
-                  f"CAST(substr(state, instr(state, CAST('{mark}' AS BLOB)) + {n}, "
-                  f"{OCCURRED_WINDOW}) AS TEXT) ELSE '' END")
+def sqlite_header_sql(table: str) -> str:
+    """SELECT: rowid, the canonical bytes up to ``occurred_at`` (built by
+    SQLite: the fixed fields) and the payload; the caller adds the source time
+    with ``occurred_at_text`` (a byte search is cheaper in Python than in SQL)."""
     return (
-        "SELECT rowid, CAST(rowid || char(31) || originator_id || char(31) || "
-        "originator_version || char(31) || topic || char(31) || "
-        "CASE WHEN instr(o, '\"') > 0 THEN substr(o, 1, instr(o, '\"') - 1) ELSE o END || "
-        f"char(31) || state AS BLOB) FROM (SELECT rowid, originator_id, originator_version, "
-        f"topic, state, {occ_window} AS o FROM {table} "
-        "WHERE rowid > ? AND rowid <= ? ORDER BY rowid)"
+        "SELECT rowid, rowid || char(31) || originator_id || char(31) || originator_version || "
+        f"char(31) || topic || char(31), state FROM {table} "
+        "WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
     )
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 WORK_ORDER_TOPIC = "domain.work_order:WorkOrder."
 PAGE = 1000
+CHUNK = 500  # orders looked at (and commands fired) per batch
 ACTOR = "timer"
 
 
@@ -108,6 +109,7 @@ class WorkOrderTimers:
                         "name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS timer_watch ("
                         "work_order_id TEXT PRIMARY KEY, next_due REAL)")  # NULL: look now
+        self.db.execute("CREATE INDEX IF NOT EXISTS timer_watch_due ON timer_watch (next_due)")
         self.db.execute("INSERT OR IGNORE INTO timer_position VALUES ('work_orders', 0)")
         self._lock = threading.Lock()
 
@@ -150,40 +152,53 @@ class WorkOrderTimers:
             rows = self.db.execute("SELECT work_order_id FROM timer_watch WHERE next_due IS NULL"
                                    " OR next_due <= ? ORDER BY next_due",
                                    (now.timestamp(),)).fetchall()
-            for (raw_id,) in rows:
-                self._visit(UUID(raw_id), now, report)
+            for start in range(0, len(rows), CHUNK):
+                self._visit([UUID(r[0]) for r in rows[start:start + CHUNK]], now, report)
         return report
 
-    def _visit(self, wo_id: UUID, now: datetime, report: TickReport) -> None:
+    def _visit(self, wo_ids: list[UUID], now: datetime, report: TickReport) -> None:
+        orders: dict[UUID, WorkOrder] = {}
+        for wo_id in wo_ids:
+            try:
+                orders[wo_id] = self.app.repository.get(wo_id)
+            except Exception:  # noqa: BLE001 - not (yet) readable: look again next tick
+                log.warning("timer: work order %s could not be loaded", wo_id)
+        # One batch for the chunk: the bus commits it together, in order, so
+        # an order's urgings still arrive one after the other.
+        cmds = [c for wo in orders.values() for c in due_commands(wo, now, self.rules)]
+        fired = set()
+        for cmd, result in zip(cmds, self.commands.handle_many(cmds) if cmds else []):
+            if isinstance(result, DomainError):
+                # The order moved on between reading and firing: the next
+                # look (its new events mark it) decides again.
+                report.refused.append(f"{cmd.command_id}: {result.message}")
+            elif isinstance(result, BaseException):
+                raise result
+            elif result.duplicate:
+                report.duplicates += 1
+            elif isinstance(cmd, wm.UrgeWorkOrder):
+                report.urged += 1
+                report.escalated += cmd.seq % self.rules.policy.urging.escalate_after == 0
+            else:
+                report.callbacks_given_up += 1
+            fired.add(cmd.work_order_id)
+        for wo_id in fired:
+            orders[wo_id] = self.app.repository.get(wo_id)
+        gone, later = [], []
+        for wo_id, wo in orders.items():
+            upcoming = next_moment(wo, self.rules)
+            if upcoming is None:
+                gone.append((str(wo_id),))
+            else:
+                later.append((upcoming.timestamp(), str(wo_id)))
+        self.db.execute("BEGIN IMMEDIATE")
         try:
-            wo = self.app.repository.get(wo_id)
-        except Exception:  # noqa: BLE001 - not (yet) readable: look again next tick
-            log.warning("timer: work order %s could not be loaded", wo_id)
-            return
-        cmds = due_commands(wo, now, self.rules)
-        if cmds:
-            for cmd, result in zip(cmds, self.commands.handle_many(cmds)):
-                if isinstance(result, DomainError):
-                    # The order moved on between reading and firing: the next
-                    # look (its new events mark it) decides again.
-                    report.refused.append(f"{cmd.command_id}: {result.message}")
-                elif isinstance(result, BaseException):
-                    raise result
-                elif result.duplicate:
-                    report.duplicates += 1
-                elif isinstance(cmd, wm.UrgeWorkOrder):
-                    report.urged += 1
-                    escalate_after = self.rules.policy.urging.escalate_after
-                    report.escalated += cmd.seq % escalate_after == 0
-                else:
-                    report.callbacks_given_up += 1
-            wo = self.app.repository.get(wo_id)
-        upcoming = next_moment(wo, self.rules)
-        if upcoming is None:
-            self.db.execute("DELETE FROM timer_watch WHERE work_order_id=?", (str(wo_id),))
-        else:
-            self.db.execute("UPDATE timer_watch SET next_due=? WHERE work_order_id=?",
-                            (upcoming.timestamp(), str(wo_id)))
+            self.db.executemany("DELETE FROM timer_watch WHERE work_order_id=?", gone)
+            self.db.executemany("UPDATE timer_watch SET next_due=? WHERE work_order_id=?", later)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def pending(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM timer_watch").fetchone()[0])

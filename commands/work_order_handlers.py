@@ -190,6 +190,12 @@ def receive_referral(uow: UnitOfWork, cmd: wm.ReceiveReferral) -> Any:
     if isinstance(result, WorkOrder):
         result.receive_referral(cmd.partner, cmd.reference, occurred_at=result.opened_at,
                                 command_id=None, actor=cmd.actor)
+    elif isinstance(result, IntakeResult) and result.id is not None:
+        # Merged into an open order: the partner still gets the reply from it.
+        target = uow.get(WorkOrder, result.id, what="work order")
+        if target.referral is None:
+            target.receive_referral(cmd.partner, cmd.reference, occurred_at=_when(uow, cmd),
+                                    command_id=None, actor=cmd.actor)
     return result
 
 

@@ -36,7 +36,8 @@ class WorkingCalendar:
     years: tuple[int, ...] = field(default=())
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], timezone: str = "Asia/Shanghai") -> WorkingCalendar:
+    def from_mapping(cls, data: Mapping[str, Any],
+                     timezone: str = "Asia/Shanghai") -> WorkingCalendar:
         weekend_names = data.get("weekend", ["saturday", "sunday"])
         try:
             weekend = frozenset(WEEKDAYS.index(str(d).lower()) for d in weekend_names)
@@ -132,7 +133,8 @@ class WorkingCalendar:
             cursor = day_end
         raise InvalidValue("the calendar has no working day in ten years", field="calendar")
 
-    def _day_slices(self, start: datetime, end: datetime) -> Iterable[tuple[date, datetime, datetime]]:
+    def _day_slices(self, start: datetime,
+                    end: datetime) -> Iterable[tuple[date, datetime, datetime]]:
         cursor = start.astimezone(self.tz)
         end = end.astimezone(self.tz)
         while cursor < end:

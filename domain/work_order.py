@@ -7,7 +7,7 @@ needs (type, category, priority, policy version, clocks) are here already.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -190,15 +190,6 @@ class WorkOrder(LianxinAggregate):
         """Kept for existing callers: an attempt with no retry policy."""
         self.attempt_callback(result, occurred_at, satisfaction=satisfaction, reason=reason,
                               command_id=command_id, actor=actor)
-
-    # Stored CallbackRecorded events (before callback tasks existed) still
-    # replay through this method; new attempts are CallbackAttempted.
-    @event("CallbackRecorded")
-    def _callback_recorded(self, result: str, satisfaction: int | None, reason: str,
-                           occurred_at: datetime, command_id: str | None,
-                           actor: str | None) -> None:
-        self.callbacks.append({"at": occurred_at, "result": result, "satisfaction": satisfaction})
-        self._remember(command_id)
 
     def close(self, occurred_at: datetime, command_id: str | None = None,
               actor: str | None = None) -> None:
@@ -580,20 +571,42 @@ class WorkOrder(LianxinAggregate):
             else:
                 outcome = "retry"
                 next_due_at = min(next_due_at or task["give_up_at"], task["give_up_at"])
-        self._callback_attempted(task=task_no, attempt=attempt, result=result,
-                                 satisfaction=satisfaction, reason=reason or "",
-                                 outcome=outcome, next_due_at=next_due_at,
-                                 occurred_at=occurred_at, command_id=command_id, actor=actor)
+        self._callback_recorded(result=result, satisfaction=satisfaction, reason=reason or "",
+                                task=task_no, attempt=attempt, outcome=outcome,
+                                next_due_at=next_due_at, occurred_at=occurred_at,
+                                command_id=command_id, actor=actor)
         return outcome
 
-    @event("CallbackAttempted")
-    def _callback_attempted(self, task: int, attempt: int, result: str,
-                            satisfaction: int | None, reason: str, outcome: str,
-                            next_due_at: datetime | None, occurred_at: datetime,
-                            command_id: str | None, actor: str | None) -> None:
+    class CallbackRecorded(LianxinAggregate.Event):
+        """One callback attempt. v2 adds the callback task it belongs to, the
+        attempt number, what became of the task (``outcome``) and when the
+        next attempt is due. v1 events (before callback tasks) are attempts
+        outside any task: task 0, outcome ``untracked``."""
+
+        class_version = 2
+        result: str
+        satisfaction: int | None
+        reason: str
+        task: int
+        attempt: int | None
+        outcome: str
+        next_due_at: datetime | None
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(task=0, attempt=None, outcome="untracked", next_due_at=None)
+
+    @event(CallbackRecorded)
+    def _callback_recorded(self, result: str, satisfaction: int | None, reason: str, task: int,
+                           attempt: int | None, outcome: str, next_due_at: datetime | None,
+                           occurred_at: datetime, command_id: str | None,
+                           actor: str | None) -> None:
         self.callbacks.append({"at": occurred_at, "result": result, "satisfaction": satisfaction,
                                "task": task, "attempt": attempt, "outcome": outcome})
-        if self.callback_task is not None and task == self.callback_task["task"]:
+        if task and self.callback_task is not None and task == self.callback_task["task"]:
             self.callback_task["attempts"] = attempt
             self.callback_task["next_due_at"] = next_due_at
             if outcome != "retry":
@@ -674,9 +687,6 @@ class FaultLocation(LianxinAggregate):
                      command_id: str | None, actor: str | None) -> None:
         self.work_order_id = work_order_id
         self.opened_at = opened_at
-
-    def within(self, window: timedelta, at: datetime) -> bool:
-        return self.opened_at <= at <= self.opened_at + window
 
 
 def fault_location_id(key: str) -> UUID:

@@ -9,6 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from projections.runner import drop_tables
 from projections.timefmt import iso
 
 # Sentinel: "this event does not change the agent's current call".
@@ -54,6 +55,10 @@ def agent_transition(event: Any) -> AgentTransition | None:
 
 class AgentBoardProjection:
     name = "agent_board"
+    version = 1
+
+    def reset(self, db: sqlite3.Connection) -> None:
+        drop_tables(db, ("agent_board",))
 
     def setup(self, db: sqlite3.Connection) -> None:
         db.execute(

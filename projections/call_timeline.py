@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from projections.runner import drop_tables
 from projections.timefmt import iso, parse
 
 # Fields every event has; the timeline shows them as columns, not in ``fields``.
@@ -54,6 +55,10 @@ def key_fields(event: Any) -> dict[str, Any]:
 
 class CallTimelineProjection:
     name = "call_timeline"
+    version = 1
+
+    def reset(self, db: sqlite3.Connection) -> None:
+        drop_tables(db, ("call_timeline", "calls"))
 
     def setup(self, db: sqlite3.Connection) -> None:
         db.execute(

@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 
 class Projection(Protocol):
     """A read model. ``apply`` must only touch the projection's own tables
-    through ``db`` (inside the runner's transaction) and must not commit."""
+    through ``db`` (inside the runner's transaction) and must not commit.
+
+    Optional members: ``version`` (int, default 1) and ``reset(db)`` (drop
+    the projection's tables). When the code's version differs from the one
+    the file was built with, the runner resets that projection and replays
+    the whole log into it, so a changed table layout never meets old rows.
+    """
 
     name: str
 
@@ -50,6 +56,12 @@ def connect(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def drop_tables(db: sqlite3.Connection, tables: Iterable[str]) -> None:
+    """Drop a projection's tables (their indexes go with them): for ``reset``."""
+    for table in tables:
+        db.execute(f'DROP TABLE IF EXISTS "{table}"')
 
 
 class ProjectionRunner:
@@ -71,13 +83,19 @@ class ProjectionRunner:
         self.last_error: BaseException | None = None
         with self._lock:
             self.db.execute("CREATE TABLE IF NOT EXISTS projection_tracking ("
-                            "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+                            "projection TEXT PRIMARY KEY, position INTEGER NOT NULL,"
+                            " version INTEGER NOT NULL DEFAULT 1)")
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(projection_tracking)")}
+            if "version" not in columns:  # a file from before versions were tracked
+                try:
+                    self.db.execute("ALTER TABLE projection_tracking"
+                                    " ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
             for p in self.projections:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    p.setup(self.db)
-                    self.db.execute("INSERT OR IGNORE INTO projection_tracking VALUES (?, 0)",
-                                    (p.name,))
+                    self._prepare(p)
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")
@@ -86,6 +104,25 @@ class ProjectionRunner:
             # see a position whose rows are not yet visible to their own
             # connections (read-your-writes would then return stale rows).
             self._positions = self._read_positions()
+
+    def _prepare(self, p: Projection) -> None:
+        version = int(getattr(p, "version", 1))
+        row = self.db.execute("SELECT version FROM projection_tracking WHERE projection=?",
+                              (p.name,)).fetchone()
+        if row is not None and int(row[0]) != version:
+            reset = getattr(p, "reset", None)
+            if reset is None:
+                raise RuntimeError(
+                    f"projection {p.name} is version {version} but the read models were "
+                    f"built with version {row[0]}: run `lianxin projections rebuild --yes`")
+            log.warning("projection %s: version %s -> %s, rebuilding it from the log",
+                        p.name, row[0], version)
+            reset(self.db)
+            self.db.execute("UPDATE projection_tracking SET position=0, version=?"
+                            " WHERE projection=?", (version, p.name))
+        p.setup(self.db)
+        self.db.execute("INSERT OR IGNORE INTO projection_tracking (projection, position,"
+                        " version) VALUES (?, 0, ?)", (p.name, version))
 
     # -- positions -----------------------------------------------------------
     def _read_positions(self) -> dict[str, int]:

@@ -14,3 +14,4 @@ def iso(when: datetime | None) -> str | None:
 
 def parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+

@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo
 
 from domain.agent import AgentState
 from projections.agent_board import agent_transition
+from projections.runner import drop_tables
 from projections.timefmt import iso, parse
 
 KINDS = ("offered", "answered", "abandoned", "exited")
@@ -284,12 +285,17 @@ class SqliteWallboardStore:
 
 class WallboardProjection:
     name = "wallboard"
+    version = 1
+    tables = ("wallboard_waiting", "wallboard_counts", "wallboard_agents")
 
     def __init__(self, timezone: str = "Asia/Shanghai") -> None:
         self.tz = ZoneInfo(timezone)
 
     def setup(self, db: sqlite3.Connection) -> None:
         SqliteWallboardStore.setup(db)
+
+    def reset(self, db: sqlite3.Connection) -> None:
+        drop_tables(db, self.tables)
 
     def apply(self, db: sqlite3.Connection, event: Any, position: int) -> None:
         fold(SqliteWallboardStore(db), event, self.tz)

@@ -142,10 +142,11 @@ def _callback_scheduled(db: sqlite3.Connection, e: Any, pos: int) -> None:
          callback_attempts=0, callback_assignee=e.assignee, callback_team=e.team)
 
 
-def _callback_attempted(db: sqlite3.Connection, e: Any, pos: int) -> None:
+def _callback_recorded(db: sqlite3.Connection, e: Any, pos: int) -> None:
     db.execute("INSERT OR REPLACE INTO wo_callback_attempts VALUES (?,?,?,?,?,?,?,?,?)",
                (str(e.originator_id), e.task, e.attempt, iso(e.occurred_at), e.result,
                 e.reason, e.satisfaction, e.outcome, pos))
+    # v1 events (upcast) are attempts outside any callback task: task 0.
     values: dict[str, Any] = {}
     if e.task:
         values.update(callback_attempts=e.attempt, callback_next_due=iso(e.next_due_at))
@@ -155,14 +156,6 @@ def _callback_attempted(db: sqlite3.Connection, e: Any, pos: int) -> None:
         values["satisfaction"] = e.satisfaction
     if values:
         _set(db, e, pos, **values)
-
-
-def _callback_recorded(db: sqlite3.Connection, e: Any, pos: int) -> None:
-    db.execute("INSERT OR REPLACE INTO wo_callback_attempts VALUES (?,?,?,?,?,?,?,?,?)",
-               (str(e.originator_id), 0, None, iso(e.occurred_at), e.result, e.reason,
-                e.satisfaction, "untracked", pos))
-    if e.satisfaction is not None:
-        _set(db, e, pos, satisfaction=e.satisfaction)
 
 
 def _outage_published(db: sqlite3.Connection, e: Any, pos: int) -> None:
@@ -236,7 +229,6 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, Any, int], None]] = {
     "WorkOrder.ReferralReceived": _simple(referral_partner=lambda e: e.partner,
                                           referral_reference=lambda e: e.reference),
     "WorkOrder.CallbackTaskScheduled": _callback_scheduled,
-    "WorkOrder.CallbackAttempted": _callback_attempted,
     "WorkOrder.CallbackRecorded": _callback_recorded,
     "WorkOrder.CallbackGaveUp": _simple(callback_state=lambda e: "gave_up",
                                         callback_next_due=lambda e: None),

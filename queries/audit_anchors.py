@@ -54,7 +54,7 @@ async def publish_nats(anchor: dict[str, Any], url: str, subject: str = NATS_SUB
     """Publish to a JetStream stream (created if missing); returns its sequence."""
     import nats
 
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+    nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False)
     try:
         js = nc.jetstream()
         try:
@@ -126,3 +126,86 @@ def check_anchors(lianxin: Any, anchors: Iterable[dict[str, Any]]) -> list[Ancho
         else:
             results.append(AnchorCheck(pos, want, True, "history up to this anchor is unchanged"))
     return results
+
+
+class AnchorService:
+    """Writes an anchor every ``every`` seconds while ``lianxin serve`` runs
+    (enabled by LIANXIN_AUDIT_ANCHOR_EVERY; file LIANXIN_AUDIT_ANCHOR_FILE,
+    default $LIANXIN_HOME/audit-anchors.jsonl; NATS URL LIANXIN_AUDIT_ANCHOR_NATS)."""
+
+    def __init__(self, lianxin: Any, every: float, path: Path | None,
+                 nats_url: str | None = None) -> None:
+        import threading
+
+        self.lianxin, self.every, self.path, self.nats_url = lianxin, every, path, nats_url
+        self._stop = threading.Event()
+        self._thread: Any = None
+        self.written = 0
+
+    def anchor_once(self) -> dict[str, Any] | None:
+        try:
+            anchor = make_anchor(self.lianxin)
+        except InvalidValue as exc:
+            # A broken chain is the news: say it loudly, vouch for nothing.
+            log.error("audit anchor refused: %s", exc.message)
+            return None
+        if self.path is not None:
+            append_to_file(anchor, self.path)
+        if self.nats_url:
+            import asyncio
+
+            try:
+                asyncio.run(publish_nats(anchor, self.nats_url))
+            except Exception:  # noqa: BLE001 - the file and log anchors still stand
+                log.exception("publishing the audit anchor to %s failed", self.nats_url)
+        log_line(anchor)
+        self.written += 1
+        return anchor
+
+    def start(self) -> None:
+        import threading
+
+        def loop() -> None:
+            while not self._stop.wait(self.every):
+                try:
+                    self.anchor_once()
+                except Exception:  # noqa: BLE001 - keep anchoring
+                    log.exception("audit anchor failed")
+
+        self._thread = threading.Thread(target=loop, name="audit-anchor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+class _Idle:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def anchor_service(lianxin: Any) -> Any:
+    """Factory for ``lianxin.wiring.register_service``: idle unless enabled."""
+    import os
+
+    every = os.environ.get("LIANXIN_AUDIT_ANCHOR_EVERY", "").strip()
+    if not every:
+        return _Idle()
+    try:
+        seconds = float(every)
+    except ValueError:
+        raise InvalidValue(f"LIANXIN_AUDIT_ANCHOR_EVERY must be seconds, not {every!r}",
+                           field="LIANXIN_AUDIT_ANCHOR_EVERY") from None
+    if seconds <= 0:
+        raise InvalidValue("LIANXIN_AUDIT_ANCHOR_EVERY must be positive",
+                           field="LIANXIN_AUDIT_ANCHOR_EVERY")
+    path = os.environ.get("LIANXIN_AUDIT_ANCHOR_FILE") or str(
+        Path(lianxin.settings.home) / "audit-anchors.jsonl")
+    return AnchorService(lianxin, seconds, Path(path),
+                         os.environ.get("LIANXIN_AUDIT_ANCHOR_NATS") or None)

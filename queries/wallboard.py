@@ -17,7 +17,9 @@ def wallboard(lianxin: Any, *, at: datetime | None = None,
     abandoned / exited and service level; agents by state and by team.
     ``at`` (default now) is the instant longest waits are measured to and
     whose local day is "today"; ``threshold_s`` overrides the configured
-    service-level threshold."""
+    service-level threshold. Who is waiting and agents' states are always
+    the present ones: the wallboard of a past instant is
+    ``queries.point_in_time.wallboard_as_of``."""
     settings = lianxin.settings
     at = at or datetime.now(timezone.utc)
     if at.tzinfo is None:

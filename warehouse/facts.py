@@ -29,9 +29,9 @@ def f(name: str) -> str:
 INSERT_BATCH = """
 CREATE OR REPLACE TEMP TABLE batch AS
 WITH raw AS (
-    SELECT position, aggregate_id, aggregate_version, topic, state,
-           json_transform(state, '{"timestamp": {"_data_": "VARCHAR"},
-                                   "occurred_at": {"_data_": "VARCHAR"},
+    SELECT position, aggregate_id, aggregate_version, topic, aggregate_type, event_type, state,
+           json_transform(state, '{"timestamp": {"_data_": "TIMESTAMPTZ"},
+                                   "occurred_at": {"_data_": "TIMESTAMPTZ"},
                                    "command_id": "VARCHAR", "actor": "VARCHAR",
                                    "class_version": "INTEGER"}') AS h
     FROM arrow_batch
@@ -39,15 +39,15 @@ WITH raw AS (
 SELECT position,
        aggregate_id::UUID AS aggregate_id,
        aggregate_version,
-       regexp_extract(topic, ':(.*)\\.[^.]*$', 1) AS aggregate_type,
-       regexp_extract(topic, '\\.([^.:]*)$', 1) AS event_type,
+       aggregate_type,
+       event_type,
        topic,
        coalesce(h.class_version, 1) AS class_version,
-       h.occurred_at._data_::TIMESTAMPTZ AS occurred_at,
-       h.timestamp._data_::TIMESTAMPTZ AS recorded_at,
+       h.occurred_at._data_ AS occurred_at,
+       h.timestamp._data_ AS recorded_at,
        h.command_id, h.actor,
        (CASE WHEN contains(state, '"pii"') THEN json_merge_patch(state, '{"pii": null}')
-             ELSE state END)::JSON AS payload
+             ELSE state END) AS payload
 FROM raw;
 INSERT INTO events SELECT * FROM batch;
 """

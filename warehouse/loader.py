@@ -11,9 +11,10 @@ a new read-only catalog for readers (see ``warehouse.publish``).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import duckdb
 
@@ -51,6 +52,7 @@ def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
     # Month partitions and all stored times are UTC; local time is applied
     # only in reports, so the facts do not depend on LIANXIN_TZ.
     run(con, "SET TimeZone = 'UTC'")
+    run(con, "SET checkpoint_threshold = '1GB'")
     run(con, _schema_sql())
     if run(con, "SELECT count(*) FROM loader_state")[0][0] == 0:
         run(con, "INSERT INTO loader_state VALUES (1, 0, NULL, 0, 0)")
@@ -104,29 +106,47 @@ class Loader:
         started = time.perf_counter()
         total = batches = 0
         generation = None
-        while max_batches is None or batches < max_batches:
-            n = self.load_batch(batch_size)
-            if n == 0:
-                break
-            total += n
-            batches += 1
-            if progress is not None:
-                progress(batches, self.position())
-            if publish and publish_every and batches % publish_every == 0:
-                generation = self.publish()
+        # Reading and decoding the next batch is Python work; DuckDB releases
+        # the GIL while it builds the facts of the current one, so the two
+        # overlap on separate cores. The prefetch only reads: what counts as
+        # loaded is the position committed with the data.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wh-read") as pool:
+            pending = pool.submit(self._fetch, self.position(), batch_size)
+            while max_batches is None or batches < max_batches:
+                notifications, arrow_batch = pending.result()
+                if not notifications:
+                    break
+                pending = pool.submit(self._fetch, int(notifications[-1].id), batch_size)
+                self._apply(notifications, arrow_batch)
+                total += len(notifications)
+                batches += 1
+                if progress is not None:
+                    progress(batches, self.position())
+                if publish and publish_every and batches % publish_every == 0:
+                    generation = self.publish()
+            pending.cancel()
         if publish:
             generation = self.publish()
         return LoadResult(total, batches, self.position(), generation,
                           time.perf_counter() - started)
 
-    def load_batch(self, batch_size: int = DEFAULT_BATCH) -> int:
-        con = self.con
-        start = self.position()
+    def _fetch(self, start: int, batch_size: int) -> tuple[Sequence[Any], Any]:
         notifications = self.recorder.select_notifications(start, batch_size,
                                                            inclusive_of_start=False)
         if not notifications:
-            return 0
-        arrow_batch = to_arrow(notifications, self.mapper)
+            return notifications, None
+        return notifications, to_arrow(notifications, self.mapper)
+
+    def load_batch(self, batch_size: int = DEFAULT_BATCH) -> int:
+        notifications, arrow_batch = self._fetch(self.position(), batch_size)
+        if notifications:
+            self._apply(notifications, arrow_batch)
+        return len(notifications)
+
+    def _apply(self, notifications: Sequence[Any], arrow_batch: Any) -> None:
+        con = self.con
+        if int(notifications[0].id) <= self.position():
+            raise RuntimeError("batch does not follow the loader position")
         con.register("arrow_batch", arrow_batch)
         try:
             run(con, "BEGIN TRANSACTION")
@@ -145,7 +165,6 @@ class Loader:
             raise
         finally:
             con.unregister("arrow_batch")
-        return len(notifications)
 
     @staticmethod
     def _low(con: duckdb.DuckDBPyConnection, sql: str) -> int | None:

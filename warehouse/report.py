@@ -27,6 +27,10 @@ INTERVALS = {
     "year": ("date_trunc('year', {ts})", "INTERVAL 1 YEAR"),
 }
 ATTRIBUTIONS = ("offered", "answered", "ended")
+FIXED_WIDTH_US = {"15m": 900_000_000, "30m": 1_800_000_000, "60m": 3_600_000_000,
+                  "day": 86_400_000_000, "week": 7 * 86_400_000_000}
+# 1970-01-01 was a Thursday: shift by three days so weeks start on Monday.
+WEEK_SHIFT_US = 3 * 86_400_000_000
 DIMENSIONS = ("queue", "agent", "team", "skill", "ivr_path", "work_order_type", "department")
 COMPARES = {"mom": ("1 MONTH", "1mo"), "yoy": ("1 YEAR", "1y")}
 
@@ -124,7 +128,59 @@ def validate(req: ReportRequest) -> tuple[list[Kpi], dict[str, dict[str, Any]]]:
     return kpis, resolve_params(kpis, req.params)
 
 
-def _relation(source: str, req: ReportRequest, tz: str, needs: set[str]) -> tuple[str, str]:
+class LocalTime:
+    """Local (center) time in SQL. Most centers' zones have had one UTC
+    offset for decades (Asia/Shanghai since 1991): then local time is plain
+    arithmetic on the epoch, which is an order of magnitude faster in DuckDB
+    than a per-row ICU zone conversion, and the period filter can be a
+    constant UTC range that Parquet row groups can be skipped on. Zones with
+    DST in the reported period use ``AT TIME ZONE``."""
+
+    def __init__(self, tz: str, lo: str | None, hi: str | None) -> None:
+        self.tz = tz
+        self.offset_s = _fixed_offset(tz, lo, hi)
+
+    def local(self, expr: str) -> str:
+        if self.offset_s is None:
+            return f"(({expr}) AT TIME ZONE '{self.tz}')"
+        return f"make_timestamp(epoch_us({expr}) + {self.offset_s * 1_000_000})"
+
+    def bucket(self, interval: str, utc_expr: str, local_expr: str) -> str:
+        """Start of the local interval holding the instant; integer
+        arithmetic on epoch microseconds when the offset is fixed."""
+        width = FIXED_WIDTH_US.get(interval)
+        if self.offset_s is None or width is None:
+            return INTERVALS[interval][0].format(ts=local_expr)
+        shift = WEEK_SHIFT_US if interval == "week" else 0
+        local_us = f"(epoch_us({utc_expr}) + {self.offset_s * 1_000_000 + shift})"
+        return f"make_timestamp(({local_us} // {width}) * {width} - {shift})"
+
+    def utc(self, local_iso: str) -> str | None:
+        """The UTC instant of a local wall time, when the offset is fixed."""
+        if self.offset_s is None:
+            return None
+        when = datetime.fromisoformat(local_iso) - timedelta(seconds=self.offset_s)
+        return when.isoformat(sep=" ") + "+00"
+
+
+def _fixed_offset(tz: str, lo: str | None, hi: str | None) -> int | None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    start = datetime.fromisoformat(lo) if lo else datetime(1995, 1, 1)
+    end = datetime.fromisoformat(hi) if hi else datetime(2100, 1, 1)
+    start, end = max(start, datetime(1995, 1, 1)), min(end, datetime(2100, 1, 1))
+    offsets = set()
+    probe = start
+    while probe <= end + timedelta(days=16):
+        offsets.add(probe.replace(tzinfo=zone).utcoffset())
+        probe += timedelta(days=14)
+    if len(offsets) != 1:
+        return None
+    return int(offsets.pop().total_seconds())
+
+
+def _relation(source: str, req: ReportRequest, clock: LocalTime, needs: set[str]) -> tuple[str, str]:
     """(FROM clause yielding ts_local plus the dimension columns, extra WHERE)."""
     if source == "call":
         base = "fact_call"
@@ -134,29 +190,34 @@ def _relation(source: str, req: ReportRequest, tz: str, needs: set[str]) -> tupl
         skill = (", unnest(CASE WHEN len(coalesce(c.skills, [])) = 0 THEN ['(none)'] ELSE c.skills END) AS skill"
                  if req.by == "skill" else "")
         ts = ATTRIBUTION_COLUMN["call"][req.attribution]
-        return (f"(SELECT c.*, a.employee_no AS agent, a.team AS team{skill}, "
-                f"(({ts}) AT TIME ZONE '{tz}') AS ts_local, meta.as_of_time "
-                f"FROM {base} c LEFT JOIN dim_agent a ON a.agent_id = c.answer_agent_id, "
-                f"warehouse_meta meta)", "")
+        # Joins only when the report needs them: the year-long 30-minute
+        # report should cost what a hand-written scan of fact_call costs.
+        agent = (", a.employee_no AS agent, a.team AS team" if req.by in ("agent", "team") else "")
+        join = (" LEFT JOIN dim_agent a ON a.agent_id = c.answer_agent_id" if agent else "")
+        meta = (", meta.as_of_time" if "as_of_time" in needs else "")
+        return (f"(SELECT c.*{agent}{skill}{meta}, "
+                f"{clock.local(ts)} AS ts_local, ({ts}) AS ts_utc "
+                f"FROM {base} c{join}{', warehouse_meta meta' if meta else ''})", "")
     if source == "leg":
         ts = ATTRIBUTION_COLUMN["leg"][req.attribution]
         return (f"(SELECT l.*, a.employee_no AS agent, a.team AS team, "
-                f"(({ts}) AT TIME ZONE '{tz}') AS ts_local "
+                f"{clock.local(ts)} AS ts_local, ({ts}) AS ts_utc "
                 f"FROM fact_leg l LEFT JOIN dim_agent a ON a.agent_id = l.agent_id)", "")
     if source == "work_order":
-        return (f"(SELECT w.*, (opened_at AT TIME ZONE '{tz}') AS ts_local, meta.as_of_time "
+        return (f"(SELECT w.*, {clock.local('opened_at')} AS ts_local, opened_at AS ts_utc, "
+                f"meta.as_of_time "
                 f"FROM fact_work_order w, warehouse_meta meta)", "")
     raise AssertionError(source)
 
 
-def _agent_relation(req: ReportRequest, tz: str, lo: str | None, hi: str | None) -> str:
+def _agent_relation(req: ReportRequest, clock: LocalTime, lo: str | None, hi: str | None) -> str:
     """Agent state intervals cut at interval boundaries (and at from/to), so
     a long shift contributes to every interval it spans."""
     skill = (", unnest(CASE WHEN len(coalesce(a.skills, [])) = 0 THEN ['(none)'] "
              "ELSE a.skills END) AS skill" if req.by == "skill" else "")
     spans = (f"SELECT s.*, a.employee_no AS agent, a.team AS team{skill}, "
-             f"(s.started_at AT TIME ZONE '{tz}') AS ls, "
-             f"(coalesce(s.ended_at, greatest(meta.as_of_time, s.started_at)) AT TIME ZONE '{tz}') AS le "
+             f"{clock.local('s.started_at')} AS ls, "
+             f"{clock.local('coalesce(s.ended_at, greatest(meta.as_of_time, s.started_at))')} AS le "
              f"FROM fact_agent_state s LEFT JOIN dim_agent a ON a.agent_id = s.agent_id, "
              f"warehouse_meta meta WHERE s.state <> 'logged_out'")
     clip_lo = f"TIMESTAMP '{lo}'" if lo else None
@@ -181,35 +242,40 @@ def _agent_relation(req: ReportRequest, tz: str, lo: str | None, hi: str | None)
 
 
 def _source_query(source: str, kpis: list[Kpi], values: dict[str, dict[str, Any]],
-                  req: ReportRequest, tz: str, lo: str | None, hi: str | None) -> str:
+                  req: ReportRequest, clock: LocalTime, lo: str | None, hi: str | None) -> str:
     exprs = ", ".join(f"({k.render(values[k.id])}) AS {k.id}" for k in kpis)
     dim = f"{DIMENSION_COLUMN[source][req.by]} AS {req.by}, " if req.by else ""
     group = "GROUP BY ALL" if (req.by or req.interval) else ""
     if source == "agent":
-        rel = _agent_relation(req, tz, lo, hi)
+        rel = _agent_relation(req, clock, lo, hi)
         bucket = "bucket AS interval_start, " if req.interval else ""
         return f"SELECT {bucket}{dim}{exprs} FROM {rel} WHERE dur_s > 0 {group}"
     needs = {n for k in kpis for n in k.needs}
-    rel, _ = _relation(source, req, tz, needs)
-    where = ["ts_local IS NOT NULL"]
-    if lo:
-        where.append(f"ts_local >= TIMESTAMP '{lo}'")
-    if hi:
-        where.append(f"ts_local < TIMESTAMP '{hi}'")
-    bucket = (INTERVALS[req.interval][0].format(ts="ts_local") + " AS interval_start, "
+    if any("as_of_time" in k.sql for k in kpis):
+        needs.add("as_of_time")
+    rel, _ = _relation(source, req, clock, needs)
+    where = ["ts_utc IS NOT NULL"]
+    for bound, op in ((lo, ">="), (hi, "<")):
+        if bound is None:
+            continue
+        utc = clock.utc(bound)
+        where.append(f"ts_utc {op} TIMESTAMPTZ '{utc}'" if utc
+                     else f"ts_local {op} TIMESTAMP '{bound}'")
+    bucket = (clock.bucket(req.interval, "ts_utc", "ts_local") + " AS interval_start, "
               if req.interval else "")
     return f"SELECT {bucket}{dim}{exprs} FROM {rel} WHERE {' AND '.join(where)} {group}"
 
 
 def _run(con: Any, kpis: list[Kpi], values: dict[str, dict[str, Any]], req: ReportRequest,
          tz: str, lo: str | None, hi: str | None) -> pl.DataFrame:
+    clock = LocalTime(tz, lo, hi)
     keys = (["interval_start"] if req.interval else []) + ([req.by] if req.by else [])
     frames = []
     for source in ("call", "leg", "agent", "work_order"):
         group = [k for k in kpis if k.source == source]
         if not group:
             continue
-        sql = _source_query(source, group, values, req, tz, lo, hi)
+        sql = _source_query(source, group, values, req, clock, lo, hi)
         frames.append(con.sql(sql).pl())
     out = frames[0]
     for other in frames[1:]:

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at TIMESTAMPTZ,
     command_id VARCHAR,
     actor VARCHAR,
-    payload JSON NOT NULL
+    payload VARCHAR NOT NULL      -- JSON text (the store's transcoding)
 );
 
 -- One row per conversation (Call aggregate).

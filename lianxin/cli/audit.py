@@ -179,8 +179,10 @@ def register(root: typer.Typer) -> None:
 
     @audit.command("anchor")
     def audit_anchor(to_file: Optional[Path] = typer.Option(None, "--to-file"),
-                     nats_url: Optional[str] = typer.Option(None, "--nats", help="NATS URL, "
-                                                            "e.g. nats://127.0.0.1:4222"),
+                     nats: bool = typer.Option(False, "--nats", help="publish to NATS "
+                                               "JetStream (subject lianxin.audit.anchor)"),
+                     nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url",
+                                                  envvar="LIANXIN_NATS_URL"),
                      every: Optional[float] = typer.Option(None, "--every", min=0.1,
                                                            help="repeat every N seconds"),
                      count: Optional[int] = typer.Option(None, "--count", min=1,
@@ -198,7 +200,7 @@ def register(root: typer.Typer) -> None:
                     raise typer.Exit(BROKEN)
                 if to_file is not None:
                     append_to_file(anchor, to_file)
-                if nats_url:
+                if nats:
                     try:
                         asyncio.run(publish_nats(anchor, nats_url))
                     except Exception as exc:  # noqa: BLE001 - report, keep the file/log anchor

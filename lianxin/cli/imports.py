@@ -8,6 +8,7 @@ imported), 2 when the input or an option cannot be used at all.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -28,16 +29,17 @@ def _group(root: typer.Typer, name: str, help: str) -> typer.Typer:
 
 
 def _read(path: Path) -> str:
+    from telephony_adapter.queue_log.source import UnreadableInput, decode
+
     try:
-        raw = path.read_bytes()
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         typer.echo(f"error: {path}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        typer.echo(f"error: {path} line {line}: not UTF-8 text", err=True)
+        return decode(raw)
+    except UnreadableInput as exc:
+        typer.echo(f"error: {path}: {exc.message}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -51,6 +53,9 @@ def _print(summary: Any) -> None:
     if summary.reconstructed_calls:
         typer.echo(f"{summary.reconstructed_calls} calls began before the log "
                    f"(their start was reconstructed)")
+    if summary.closed_incomplete:
+        typer.echo(f"{len(summary.closed_incomplete)} calls closed because the log lacks their end "
+                   f"(cause end_missing_from_log)")
     if summary.live_calls:
         typer.echo(f"{len(summary.live_calls)} calls still in progress at the end of the file")
     if summary.tolerated:
@@ -67,7 +72,8 @@ def register(root: typer.Typer) -> None:
 
     @imports.command("queue-log")
     def queue_log(
-        file: Path = typer.Argument(..., help="an Asterisk queue_log file (or a table export)"),
+        file: Path = typer.Argument(..., help="an Asterisk queue_log file, a table export, "
+                                              "gzip-compressed or not; - reads standard input"),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="check and count on a scratch store; write nothing"),
         timezone: Optional[str] = typer.Option(

@@ -84,8 +84,8 @@ def _work_orders(g: typer.Typer) -> None:
                category: str = typer.Option("", help="category"),
                location: list[str] = typer.Option([], "--location",
                                                   help="kind=value, e.g. transformer=T-88"),
-               customer: list[str] = typer.Option([], "--customer",
-                                                  help="name=value (personal data), e.g. phone=139..."),
+               customer: list[str] = typer.Option(
+                   [], "--customer", help="name=value (personal data), e.g. phone=139..."),
                call: Optional[str] = typer.Option(None, "--call", help="originating call id"),
                priority: str = typer.Option("normal", help="low, normal, high, urgent"),
                channel: str = typer.Option("phone", help="intake channel"),
@@ -109,7 +109,8 @@ def _work_orders(g: typer.Typer) -> None:
             _run(m.OpenWorkOrder(**args))
 
     @g.command("progress")
-    def progress(work_order_id: str, note: str = typer.Option(..., help="free text (personal data)"),
+    def progress(work_order_id: str,
+                 note: str = typer.Option(..., help="free text (personal data)"),
                  key: Optional[str] = Key, actor: Optional[str] = Actor,
                  at: Optional[str] = When) -> None:
         """Note progress."""
@@ -183,8 +184,8 @@ def _work_orders(g: typer.Typer) -> None:
                           text=text, command_id=key, actor=actor, occurred_at=parse_when(at)))
 
     @g.command("tick")
-    def tick(now: Optional[str] = typer.Option(None, "--now",
-                                               help="fire what is due by then (default now)")) -> None:
+    def tick(now: Optional[str] = typer.Option(
+            None, "--now", help="fire what is due by then (default now)")) -> None:
         """Fire every urging, escalation and callback give-up due by --now."""
         from commands.timers import WorkOrderTimers
 
@@ -223,8 +224,10 @@ def _work_orders(g: typer.Typer) -> None:
         query(lambda lx: urging_list(lx, department), catch_up)
 
     @g.command("callbacks")
-    def callbacks(agent: Optional[str] = typer.Option(None), team: Optional[str] = typer.Option(None),
-                  now: Optional[str] = typer.Option(None, "--now"), catch_up: bool = CatchUp) -> None:
+    def callbacks(agent: Optional[str] = typer.Option(None),
+                  team: Optional[str] = typer.Option(None),
+                  now: Optional[str] = typer.Option(None, "--now"),
+                  catch_up: bool = CatchUp) -> None:
         """Callback worklist (回访) per agent or team."""
         from queries.work_orders import callback_worklist
 
@@ -243,7 +246,8 @@ def _outages(g: typer.Typer) -> None:
     @g.command("publish")
     def publish(reference: str = typer.Option(..., help="the notice number"),
                 kind: str = typer.Option("planned", help="planned or temporary"),
-                area: list[str] = typer.Option(..., "--area", help="feeder:F12, transformer:T-3..."),
+                area: list[str] = typer.Option(..., "--area",
+                                               help="feeder:F12, transformer:T-3..."),
                 start: str = typer.Option(..., help="ISO-8601 with offset"),
                 end: str = typer.Option(..., help="ISO-8601 with offset"),
                 reason: str = typer.Option(..., help="why"),

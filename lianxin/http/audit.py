@@ -20,9 +20,13 @@ from starlette.background import BackgroundTask
 
 from commands.audit_messages import RecordAccess
 from domain.errors import InvalidValue
+from lianxin.wiring import register_service
 from queries import audit_bundle, audit_trail, point_in_time, replay
+from queries.audit_anchors import anchor_service
 
 router = APIRouter()
+# Periodic anchors while `lianxin serve` runs (idle unless LIANXIN_AUDIT_ANCHOR_EVERY).
+register_service(anchor_service)
 
 
 def _lx(request: Request) -> Any:

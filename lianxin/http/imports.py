@@ -1,12 +1,12 @@
 """HTTP: ``POST /imports/queue-log`` (Asterisk queue_log importer).
 
 The log comes as a multipart upload (field ``file``, optional ``agent_map``)
-or as the request body itself (``text/plain``). The answer is the import
-summary: 200 when every line was imported, 200 too when some lines were
-skipped (the others are saved; ``skipped`` lists them by line number, and
-``ok`` is false). An upload that cannot be used at all is a problem+json:
-400 for an empty or non-UTF-8 body, 422 for an unknown time zone, a bad agent
-map or a file without a single queue_log line.
+or as the request body itself (``text/plain``), gzip-compressed or not. The
+answer is the import summary: 200 when every line was imported, 200 too when
+some lines were skipped (the others are saved; ``skipped`` lists them by line
+number, and ``ok`` is false). An upload that cannot be used at all is a
+problem+json: 400 for an empty, non-UTF-8 or corrupt gzip body, 422 for an
+unknown time zone, a bad agent map or a file without a single queue_log line.
 """
 
 from __future__ import annotations
@@ -52,16 +52,14 @@ class _Bad(Exception):
 
 
 def _text(data: bytes, field: str) -> str:
-    if not data.strip():
-        raise _Bad(400, "empty-upload", f"the {field} is empty", field=field)
+    from telephony_adapter.queue_log.source import UnreadableInput, decode
+
     if len(data) > MAX_UPLOAD:
         raise _Bad(400, "upload-too-large", f"the {field} exceeds {MAX_UPLOAD} bytes", field=field)
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise _Bad(400, "not-utf8", f"the {field} is not UTF-8 text (line {line})",
-                   field=field, line=line) from None
+        return decode(data, field)
+    except UnreadableInput as exc:
+        raise _Bad(400, exc.code, exc.message, field=field, line=exc.line) from None
 
 
 @router.post("/imports/queue-log", tags=["imports"])

@@ -67,14 +67,17 @@ def _route(path: str, cmd: type[Command], summary: str, path_params: dict[str, t
     P = inspect.Parameter
     params = [P("request", P.POSITIONAL_OR_KEYWORD, annotation=Request),
               P("response", P.POSITIONAL_OR_KEYWORD, annotation=Response)]
-    params += [P(n, P.KEYWORD_ONLY, annotation=t, default=Path(...)) for n, t in path_params.items()]
+    params += [P(n, P.KEYWORD_ONLY, annotation=t, default=Path(...))
+               for n, t in path_params.items()]
     params += [
         P("body", P.KEYWORD_ONLY, annotation=Body if required else Optional[Body],  # type: ignore[valid-type]
           default=... if required else None),
         P("idempotency_key", P.KEYWORD_ONLY, annotation=Optional[str],
           default=Header(None, alias="Idempotency-Key")),
-        P("if_match", P.KEYWORD_ONLY, annotation=Optional[str], default=Header(None, alias="If-Match")),
-        P("x_actor", P.KEYWORD_ONLY, annotation=Optional[str], default=Header(None, alias="X-Actor")),
+        P("if_match", P.KEYWORD_ONLY, annotation=Optional[str],
+          default=Header(None, alias="If-Match")),
+        P("x_actor", P.KEYWORD_ONLY, annotation=Optional[str],
+          default=Header(None, alias="X-Actor")),
     ]
     call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     call.__name__ = cmd.__name__
@@ -135,7 +138,8 @@ def tick(request: Request, now: Optional[datetime] = Now) -> dict[str, Any]:
     return timers.tick(now).as_dict()
 
 
-@router.get("/work-orders/inbox", tags=[TAG], summary="A department's inbox: overdue, due soon, open")
+@router.get("/work-orders/inbox", tags=[TAG],
+            summary="A department's inbox: overdue, due soon, open")
 def get_inbox(request: Request, response: Response,
               department: Optional[str] = Query(None, description="omit for the dispatch desk"),
               now: Optional[datetime] = Now,

@@ -149,6 +149,8 @@ class AriClient:
                 async with ws_connect(self.events_url, ping_interval=self.ping_interval,
                                       max_size=None, open_timeout=10) as ws:
                     self._ws = ws
+                    if self._closed:  # close() ran during the handshake
+                        return
                     self.connected.set()
                     if not first:
                         self.reconnects += 1

@@ -24,6 +24,9 @@ in documented ways (docs/queue-log-import.md):
   ``calltime``.
 * A queue exit or transfer followed later in the file by an ENTERQUEUE of the
   same caller is an overflow to that queue, not the end of the call.
+* A Lianxin agent takes one call at a time: when the log offers an agent a
+  call while still showing it on another, that other call's closing line is
+  missing, and the call is closed there with a cause saying so.
 
 Every command's id derives from the line that caused it (``Record.key``), so
 importing a file again, or a longer copy of it, adds nothing.
@@ -238,8 +241,7 @@ class Translator:
             c = self._offer(r, r.when - timedelta(seconds=waited_s or 0), "")
             self.out.reconstructed_calls += 1
         elif c.state == "ended":
-            where = f" at line {c.ended_line}" if c.ended_line else " (in an earlier import)"
-            raise Reject(f"call {r.callid} already ended{where}")
+            raise Reject(f"call {r.callid} already ended at line {c.ended_line}")
         return c
 
     def _later_enter(self, callid: str, i: int) -> Record | None:
@@ -363,10 +365,11 @@ class Translator:
         """The call of a line that ends a conversation (COMPLETE*, transfers);
         its alert and answer are reconstructed if the file lacks the CONNECT."""
         hold, talk = r.values.get("holdtime") or 0, talk_s or 0
+        known = self._known_call(r.callid)
+        if known is not None and known.state == "connected":
+            return known, self.agents.get(known.agent or "")
+        a = self._agent(r)  # refuses before anything changes
         c = self._call(r, hold + talk)
-        if c.state == "connected":
-            return c, self.agents.get(c.agent or "")
-        a = self._agent(r)
         answered = r.when - timedelta(seconds=talk)
         self._ring(r, c, a, talk)
         self._answer(r, c, a, answered, "answer")
@@ -409,8 +412,8 @@ class Translator:
         c.state, c.queue = "queued", r.queue
 
     def _on_connect(self, r: Record, i: int) -> None:
-        c = self._call(r, r.values["holdtime"])
         a = self._agent(r)
+        c = self._call(r, r.values["holdtime"])
         self._ring(r, c, a, r.values.get("ringtime") or 0)
         self._answer(r, c, a, r.when, "answer")
 
@@ -455,8 +458,8 @@ class Translator:
             # unreachable): no phone rang, so there is nothing to record.
             self.out.tolerated["RINGNOANSWER:not-rung"] += 1
             return
-        c = self._call(r, None)
         a = self._agent(r)
+        c = self._call(r, None)
         self._ring(r, c, a, ms / 1000)
         self._end_ring(r, c, "no_answer", "rna")
 
@@ -464,15 +467,17 @@ class Translator:
         # The caller hung up while this member rang: when the call's next line
         # is the ABANDON, the call is abandoned at the ringing stage (which
         # frees the agent); otherwise this member's ring ends here.
+        a = self._agent(r)
         c = self._call(r, None)
-        self._ring(r, c, self._agent(r), r.values["ringtime_ms"] / 1000)
+        self._ring(r, c, a, r.values["ringtime_ms"] / 1000)
         nxt = self._next_line(r.callid, i)
         if nxt is None or nxt.event != "ABANDON":
             self._end_ring(r, c, "canceled", "cancel")
 
     def _on_agentdump(self, r: Record, i: int) -> None:
+        a = self._agent(r)
         c = self._call(r, None)
-        self._ring(r, c, self._agent(r), 0)
+        self._ring(r, c, a, 0)
         self._end_ring(r, c, "rejected", "dump")
 
     def _transfer(self, r: Record, i: int, kind: str, target: str) -> None:

@@ -61,6 +61,7 @@ class LoadStats:
     survey_answers: int = 0
     ended_elsewhere: int = 0         # the adapter or Asterisk ended the call first
     per_queue: dict[str, int] = field(default_factory=dict)
+    per_hour: dict[int, int] = field(default_factory=dict)  # arrivals by hour of the day
 
 
 class LoadGenerator:
@@ -113,6 +114,8 @@ class LoadGenerator:
             await self.sim.clock.sleep(t - (self.sim.clock.elapsed() - origin))
             # Thinning: keep an arrival with probability rate(t) / peak rate.
             if self.rng.random() <= self.rate_per_second(queue, t) / peak:
+                hour = int((self.start_hour + t / 3600.0) % 24)
+                self.stats.per_hour[hour] = self.stats.per_hour.get(hour, 0) + 1
                 task = asyncio.get_running_loop().create_task(self._caller(queue))
                 self._callers.add(task)
                 task.add_done_callback(self._callers.discard)

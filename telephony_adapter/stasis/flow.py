@@ -155,7 +155,7 @@ class CallFlow:
         recorder = self.app.service.app.recorder
         changed: set[Any] = set()
         while True:
-            batch = await asyncio.to_thread(
+            batch = await self.app.read(
                 lambda: recorder.select_notifications(start=self._log_position, limit=1000,
                                                       inclusive_of_start=False))
             if not batch:
@@ -167,7 +167,7 @@ class CallFlow:
             if len(batch) < 1000:
                 break
         for agent_id in changed:
-            agent = await asyncio.to_thread(self.app.service.app.repository.get, agent_id)
+            agent = await self.app.read(self.app.service.app.repository.get, agent_id)
             self._sync_agent(agent)
 
     def _sync_agent(self, agent: Agent) -> None:
@@ -355,8 +355,12 @@ class CallFlow:
             leg = view.serving() if view is not None else None
             if leg is not None and view.state == "ringing" and not leg.answered:
                 # Asterisk's own originate timeout normally fires first; this
-                # covers endpoints that never report back.
-                await self.ari("DELETE", f"/channels/{view.agent_leg}")
+                # covers endpoints that never report back. A leg Asterisk shows
+                # as up has answered and its StasisStart is on its way: keep it.
+                snapshot = await self.ari("GET", f"/channels/{leg.channel}")
+                if isinstance(snapshot, dict) and snapshot.get("state") == "Up":
+                    continue
+                await self.ari("DELETE", f"/channels/{leg.channel}")
         for a in self.acd.assign(now):
             await self.originate(a.call_id, a.employee_no, a.endpoint, a.ring_timeout_s)
         for ann in self.acd.announcements(now):

@@ -91,7 +91,10 @@ def test_transfer_ring_no_answer_and_force_disconnect(client):
     ok(client.post(f"/calls/{cid}/alert", json={"employee_no": "1003"}))
     ok(client.post(f"/calls/{cid}/ring-no-answer", json={}))
     ok(client.post(f"/calls/{cid}/alert", json={"employee_no": "1004"}))
-    ok(client.post(f"/calls/{cid}/answer"))
+    answered = ok(client.post(f"/calls/{cid}/answer"))
+    live = ok(client.get("/calls", params={"min_position": answered["position"]}))
+    assert [(c["call_id"], c["state"], c["employee_no"]) for c in live] == [
+        (cid, "connected", "1004")]
     ok(client.post(f"/calls/{cid}/transfer", json={"kind": "blind", "target_type": "queue",
                                                    "target": "repair"}))
     out = ok(client.post(f"/calls/{cid}/force-disconnect", json={"supervisor_id": "s9"},

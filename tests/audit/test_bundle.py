@@ -10,7 +10,6 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from commands.event_store import leaf_of  # noqa: F401 - the bundle's construction
 from domain.call import call_id_for
 from queries.audit_bundle import Selection, export, select, verify_bundle
 from queries.audit_trail import head

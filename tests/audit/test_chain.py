@@ -171,7 +171,6 @@ def test_concurrent_writers_in_separate_applications_keep_one_chain(settings):
 
 @pytest.mark.parametrize("store", ["sqlite"])
 def test_a_store_written_before_the_chain_existed_is_chained_on_first_start(tmp_path, store):
-    from eventsourcing.application import Application  # noqa: F401
     from lianxin.wiring import build
     from tests.conftest import make_settings
 

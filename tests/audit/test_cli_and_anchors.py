@@ -125,3 +125,41 @@ def test_anchor_published_to_nats_jetstream(sqlite_lianxin):
     subject, got = asyncio.run(roundtrip())
     assert subject == NATS_SUBJECT
     assert (got["position"], got["chain_hash"]) == head(sqlite_lianxin)
+
+
+def test_serve_writes_periodic_anchors_when_enabled(sqlite_lianxin, tmp_path, monkeypatch):
+    import time
+
+    from queries.audit_anchors import anchor_service, check_anchors, read_anchors
+
+    populate(sqlite_lianxin, calls=1)
+    assert type(anchor_service(sqlite_lianxin)).__name__ == "_Idle"
+    path = tmp_path / "anchors.jsonl"
+    monkeypatch.setenv("LIANXIN_AUDIT_ANCHOR_EVERY", "0.05")
+    monkeypatch.setenv("LIANXIN_AUDIT_ANCHOR_FILE", str(path))
+    service = anchor_service(sqlite_lianxin)
+    service.start()
+    try:
+        deadline = time.monotonic() + 10
+        while service.written < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        service.stop()
+    anchors = read_anchors(path)
+    assert len(anchors) >= 2
+    assert all(r.ok for r in check_anchors(sqlite_lianxin, anchors))
+    monkeypatch.setenv("LIANXIN_AUDIT_ANCHOR_EVERY", "soon")
+    with pytest.raises(Exception) as e:
+        anchor_service(sqlite_lianxin)
+    assert "LIANXIN_AUDIT_ANCHOR_EVERY" in str(e.value)
+
+
+@pytest.mark.nats
+def test_cli_anchor_to_nats(cli_home):
+    require_nats()
+    runner = CliRunner()
+    out = runner.invoke(app, ["audit", "anchor", "--nats", "--nats-url", NATS_URL])
+    assert out.exit_code == 0, out.output
+    unreachable = runner.invoke(app, ["audit", "anchor", "--nats", "--nats-url",
+                                      "nats://127.0.0.1:1"])
+    assert unreachable.exit_code == 1 and "could not publish" in unreachable.output

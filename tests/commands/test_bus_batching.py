@@ -273,3 +273,21 @@ def test_a_domain_error_from_stale_cached_state_is_retried_on_fresh_state(settin
     finally:
         a.close()
         b.close()
+
+
+def test_a_commit_listener_cannot_deadlock_or_undo_a_commit(sqlite_lianxin):
+    svc = sqlite_lianxin.commands
+    seen: list[BaseException] = []
+
+    def listener(position):
+        try:
+            svc.handle(offer("from-listener"))  # would wait for its own batch
+        except RuntimeError as exc:
+            seen.append(exc)
+        raise ValueError("listener bug")
+
+    svc.bus.on_commit(listener)
+    out = svc.handle(offer("ch-1"))
+    assert out.new_events == 1 and out.position == sqlite_lianxin.app.max_position()
+    assert len(seen) == 1
+    assert stored_events(sqlite_lianxin.app, call_id_for("from-listener")) == []

@@ -57,7 +57,7 @@ async def stack(lianxin: Any, *, speed: float = 20.0, config: TelephonyConfig | 
         app = StasisApp(lianxin.commands, client, config or load(), app_name=sim.app,
                         clock=sim.clock.now, self_service=self_service,
                         auto_ready_after_s=auto_ready_after_s)
-        task = asyncio.create_task(app.run(client.events()))
+        task = asyncio.create_task(app.run(client.events(raw=True)))
         try:
             await sim.wait_for_app()
             yield Stack(sim, app, client, lianxin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -59,6 +60,17 @@ def test_cli_names_bad_lines_and_exits_non_zero_after_importing_the_rest(home):
     assert stored_events(home) > 0
 
 
+def test_cli_reads_gzip_rotated_logs_and_standard_input(home, tmp_path):
+    rotated = tmp_path / "queue_log.1.gz"
+    rotated.write_bytes(gzip.compress((FIXTURES / "small_day.log").read_bytes()))
+    result = CliRunner().invoke(cli, ["import", "queue-log", str(rotated)])
+    assert result.exit_code == 0, result.output
+    assert "created: 10 calls" in result.output
+    piped = CliRunner().invoke(cli, ["import", "queue-log", "-"],
+                               input=(FIXTURES / "with_errors.log").read_text())
+    assert piped.exit_code == 1 and "created: 3 calls" in piped.output
+
+
 def test_cli_dry_run_writes_nothing(home):
     result = CliRunner().invoke(cli, ["import", "queue-log", "--dry-run",
                                       str(FIXTURES / "full_day.log"),
@@ -101,6 +113,13 @@ def test_http_upload_imports_and_reports_the_summary(client, sqlite_lianxin):
     assert sqlite_lianxin.app.max_position() == head
 
 
+def test_http_accepts_a_gzip_body(client):
+    body = gzip.compress((FIXTURES / "small_day.log").read_bytes())
+    r = client.post("/imports/queue-log", content=body,
+                    headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 200 and r.json()["calls_created"] == 10
+
+
 def test_http_partial_import_lists_skipped_lines(client):
     r = client.post("/imports/queue-log", content=(FIXTURES / "with_errors.log").read_bytes(),
                     headers={"content-type": "text/plain"})
@@ -114,6 +133,8 @@ def test_http_partial_import_lists_skipped_lines(client):
     ({"content": b"1795132800|NONE|NONE|NONE|QUEUESTART|\n\xff\xfe",
       "headers": {"content-type": "text/plain"}}, 400, "not-utf8", "file"),
     ({"files": {"other": ("x", b"1|2", "text/plain")}}, 400, "missing-file", "file"),
+    ({"content": b"\x1f\x8bnot really gzip", "headers": {"content-type": "text/plain"}}, 400,
+     "corrupt-gzip", "file"),
     ({"content": b"hello\nworld\n", "headers": {"content-type": "text/plain"}}, 422,
      "no-queue-log-lines", "file"),
     ({"content": b"1795132800|NONE|NONE|NONE|QUEUESTART|", "headers": {"content-type": "text/plain"},

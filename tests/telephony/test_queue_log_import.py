@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from domain.agent import AgentState, agent_id_for
 from domain.call import CallState, call_id_for
 from telephony_adapter.queue_log import ImportOptions, import_queue_log, load_agent_map

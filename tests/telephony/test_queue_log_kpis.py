@@ -1,6 +1,6 @@
 """The hand-computed KPIs of small_day.log hold for the calls the importer creates.
 
-small_day.expected.json is the reference the warehouse checks its KPI
+expected.json is the reference the warehouse checks its KPI
 catalogue against (the "full chain"); this test makes sure the importer's
 side of that chain carries the log's times faithfully."""
 
@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "queue_log"
 
 
 def test_the_small_day_yields_the_hand_computed_kpis(sqlite_lianxin):
-    expected = json.loads((FIXTURES / "small_day.expected.json").read_text())
+    expected = json.loads((FIXTURES / "expected.json").read_text())
     summary = import_queue_log(sqlite_lianxin, (FIXTURES / "small_day.log").read_text(),
                                ImportOptions(timezone=expected["timezone"]))
     assert summary.ok

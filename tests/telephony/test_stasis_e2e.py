@@ -3,6 +3,8 @@ loopback: each scenario a caller or agent could live through."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from domain.agent import AgentState, agent_id_for
@@ -36,8 +38,12 @@ async def test_answered_call_goes_through_ivr_queue_agent_and_recording(sqlite_l
                    "Call.AgentAlerted", "Call.Answered", "Call.RecordingStarted", "Call.Ended",
                    "Call.RecordingStopped"]
     # ring delay and talk time are simulated seconds, as Asterisk stamped them
-    legs = list(s.call(ch).legs.values())
-    assert (legs[0]["answered_at"] - legs[0]["alerted_at"]).total_seconds() == pytest.approx(2, abs=0.3)
+    [(leg_id, leg)] = list(s.call(ch).legs.items())
+    stamps = {(e["type"], e.get("channel", {}).get("id")): datetime.fromisoformat(e["timestamp"])
+              for e in s.sim.events if "channel" in e}
+    assert leg["alerted_at"] == stamps[("ChannelCreated", leg_id)]
+    assert leg["answered_at"] == stamps[("StasisStart", leg_id)]
+    assert (leg["answered_at"] - leg["alerted_at"]).total_seconds() >= 2  # the phone rang 2 s
     assert lx.app.repository.get(agent_id_for("1001")).state == AgentState.WRAP_UP
 
 
@@ -184,3 +190,23 @@ async def test_asterisk_restart_mid_call_ends_every_call_with_a_cause(sqlite_lia
     assert s.app.tracker.live_calls() == []
     agent = lx.app.repository.get(agent_id_for("1001"))
     assert agent.state == AgentState.WRAP_UP  # released, not stuck on a dead call
+
+
+async def test_an_agent_back_from_wrap_up_takes_the_next_caller(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx, auto_ready_after_s=5) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=1))
+        first = s.sim.place_call(caller="1")
+        await _to_agent(s, first)
+        await s.call_state(first, "connected", timeout=15)
+        second = s.sim.place_call(caller="2")
+        await _to_agent(s, second)
+        await s.call_state(second, "queued")
+        s.sim.hangup(first)
+        await s.call_state(first, "ended")
+        # wrap-up (5 simulated seconds here), ready again, rung for the waiting caller
+        call = await s.call_state(second, "connected", timeout=15)
+        assert call.agent_id == agent_id_for("1001")
+        s.sim.hangup(second)
+        await s.call_state(second, "ended")

@@ -47,6 +47,13 @@ def test_service_level_for_each_denominator(small_day, threshold, denominator, e
     assert value == pytest.approx(expected)
 
 
+def test_abandons_within_threshold_can_count_as_met(small_day):
+    lx, _ = small_day
+    # Asterisk SL2 / Connect: C2 (3 s) and C6 (12 s) abandoned within 20 s count as met.
+    value = one(lx, "service_level", params={"service_level.abandons_within_threshold": "met"})
+    assert value == pytest.approx((1 + 2) / 6)
+
+
 def test_short_abandon_threshold_moves_calls_between_columns(small_day):
     lx, _ = small_day
     # 13 s: C2 (3 s) and C6 (12 s) are short; C4 (15 s in the IVR) and C3 (40 s) are not.
@@ -169,7 +176,8 @@ def test_result_states_versions_parameters_and_as_of(small_day):
                    params={"service_level.threshold_s": 30}, with_meta=True, **DAY)
     assert meta["kpis"]["service_level"] == {
         "version": 1, "source": "call",
-        "params": {"threshold_s": 30, "denominator": "answered_abandoned", "short_abandon_s": 5}}
+        "params": {"threshold_s": 30, "denominator": "answered_abandoned", "short_abandon_s": 5,
+                   "abandons_within_threshold": "missed"}}
     assert meta["as_of"]["position"] == lx.app.max_position()
     assert meta["attribution"] == "offered"
 

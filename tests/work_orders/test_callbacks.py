@@ -13,7 +13,8 @@ from commands import work_order_messages as wm
 from commands.timers import WorkOrderTimers
 from domain.errors import InvalidValue, InvariantViolation
 from domain.work_order import WorkOrderStatus
-from tests.work_orders.conftest import events, local, open_order, order
+from lianxin.wiring import build
+from tests.work_orders.conftest import events, local, order, settings_with
 
 # Resolved on Friday 2026-09-18 at 17:00. Working days after: Sun 20 (调休),
 # Mon 21, Tue 22. Due by the end of Sun 20; given up at the end of Tue 22.
@@ -50,7 +51,7 @@ def test_failed_attempts_are_retried_then_given_up_after_three_working_days(lx):
     assert timers.tick(local(2026, 9, 30)).callbacks_given_up == 0  # once only
     timers.close()
     assert order(lx, wo_id).callback_task["state"] == "gave_up"
-    attempts = events(lx, wo_id, "CallbackAttempted")
+    attempts = events(lx, wo_id, "CallbackRecorded")
     assert [(e.attempt, e.result, e.reason, e.outcome, e.occurred_at) for e in attempts] == [
         (1, "no_answer", "rang out", "retry", local(2026, 9, 20, 10)),
         (2, "busy", "line busy", "retry", local(2026, 9, 21, 15)),
@@ -66,7 +67,7 @@ def test_the_third_failed_attempt_ends_the_task(lx):
     for i, at in enumerate((local(2026, 9, 19, 9), local(2026, 9, 20, 9), local(2026, 9, 21, 9))):
         _attempt(lx, wo_id, "no_answer", at, reason=f"try {i + 1}")
     assert order(lx, wo_id).callback_task["state"] == "gave_up"
-    assert events(lx, wo_id, "CallbackAttempted")[-1].outcome == "gave_up"
+    assert events(lx, wo_id, "CallbackRecorded")[-1].outcome == "gave_up"
 
 
 def test_a_reached_customer_rates_the_service_and_may_reopen_it(lx):
@@ -90,12 +91,26 @@ def test_a_reached_customer_rates_the_service_and_may_reopen_it(lx):
     assert order(lx, wo_id).callback_task["task"] == 2
 
 
-def test_refusal_ends_the_task_and_unconfigured_types_get_none(lx, tmp_path):
+def test_refusal_ends_the_task_and_the_core_command_follows_the_same_rules(lx):
     wo_id = _resolved(lx, "cb-x")
     _attempt(lx, wo_id, "refused", local(2026, 9, 19, 9), reason="does not want calls")
     assert order(lx, wo_id).callback_task["state"] == "refused"
-    # The core RecordCallback command goes through the same rules.
     other = _resolved(lx, "cb-y")
     lx.commands.handle(m.RecordCallback(work_order_id=other, result="no_answer",
                                         occurred_at=local(2026, 9, 19, 9)))
-    assert order(lx, other).callback_task["state"] == "pending"
+    task = order(lx, other).callback_task
+    assert task["state"] == "pending" and task["next_due_at"] == local(2026, 9, 21)
+
+
+def test_types_without_callbacks_in_the_policy_get_no_task(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = "v-cb"\n[callback]\ntypes = ["complaint"]\n')
+    lx = build(settings_with(tmp_path / "home", LIANXIN_WORK_ORDER_POLICY=str(policy)))
+    try:
+        consult = _resolved(lx, "n1", type="consultation")
+        complaint = _resolved(lx, "n2", type="complaint")
+        assert order(lx, consult).callback_task is None
+        assert order(lx, complaint).callback_task["task"] == 1
+        assert events(lx, complaint, "CallbackTaskScheduled")[0].policy_version == "v-cb"
+    finally:
+        lx.close()

@@ -37,8 +37,8 @@ def test_work_order_follow_through_over_http(client):
     fault = {"type": "fault_repair", "summary": "no power", "location": {"transformer": "T-1"},
              "occurred_at": AT}
     first = ok(client.post("/work-orders", json=fault, headers={"Idempotency-Key": "h1"}), 201)
-    merged = ok(client.post("/work-orders", json={**fault, "occurred_at": "2026-11-23T09:10:00+08:00"},
-                            headers={"Idempotency-Key": "h2"}), 201)
+    later = {**fault, "occurred_at": "2026-11-23T09:10:00+08:00"}
+    merged = ok(client.post("/work-orders", json=later, headers={"Idempotency-Key": "h2"}), 201)
     assert merged["aggregate_id"] == first["aggregate_id"]
     assert merged["result"]["outcome"] == "merged"
     wo = first["aggregate_id"]
@@ -151,7 +151,8 @@ def test_the_command_line(tmp_path: Path, monkeypatch):
     inbox = run("work-orders", "inbox", "--now", "2026-11-23T09:06:00+08:00")
     assert [o["work_order_id"] for o in inbox["overdue"]] == [wo]
     assert run("work-orders", "show", wo)["urgings"] == 1
-    assert run("work-orders", "status", run("work-orders", "show", wo)["number"])["status"] == "open"
+    number = run("work-orders", "show", wo)["number"]
+    assert run("work-orders", "status", number)["status"] == "open"
     run("work-orders", "pause", wo, "--reason", "waiting")
     run("work-orders", "resume", wo)
     assert run("outages", "list", "--now", AT)[0]["reference"] == "TD-5"

@@ -66,7 +66,8 @@ def test_reports_outside_the_window_elsewhere_or_after_resolution_open_new_order
 
 
 def test_a_wrong_merge_is_split_into_its_own_order_with_its_own_promise(lx):
-    target = open_order(lx, "fault_repair", T0, "s1", location={"address": "8 Pine Rd"}).aggregate_id
+    target = open_order(lx, "fault_repair", T0, "s1",
+                        location={"address": "8 Pine Rd"}).aggregate_id
     call_id = _call(lx, "ch-s", "13700000000")
     report_at = T0 + timedelta(minutes=10)
     open_order(lx, "fault_repair", report_at, "s2", location={"address": "8 pine rd"},
@@ -128,3 +129,18 @@ def test_simultaneous_reports_of_one_fault_give_one_order(lx):
     assert len({r.aggregate_id for r in results}) == 1
     assert sorted(r.result.outcome for r in results if r.result) == ["merged"] * 5
     assert len(order(lx, results[0].aggregate_id).links) == 5
+
+
+def test_a_referred_duplicate_records_the_partner_on_the_open_order(lx):
+    first = open_order(lx, "fault_repair", T0, "rf1", location={"feeder": "F30"}).aggregate_id
+    out = lx.commands.handle(wm.ReceiveReferral(type="fault_repair", summary="12345 caller",
+                                                location={"feeder": "F30"}, partner="12345",
+                                                reference="SZ-9",
+                                                occurred_at=T0 + timedelta(minutes=3)))
+    assert out.aggregate_id == first and out.result.outcome == "merged"
+    assert order(lx, first).referral == {"partner": "12345", "reference": "SZ-9"}
+    lx.commands.handle(wm.SendReply(work_order_id=first, partner="12345", text="crew on site"))
+    (reply,) = events(lx, first, "ReplySent")
+    assert reply.reference == "SZ-9" and reply.pii == {"text": "crew on site"}
+    with pytest.raises(InvariantViolation, match="no referral with 110"):
+        lx.commands.handle(wm.SendReply(work_order_id=first, partner="110", text="x"))

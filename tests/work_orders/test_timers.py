@@ -34,8 +34,8 @@ def _cli_env(settings: Settings) -> dict[str, str]:
 
 def _cli_tick(settings: Settings, now: datetime) -> dict:
     proc = subprocess.run([sys.executable, "-c", "from lianxin.cli import main; main()",
-                           "work-orders", "tick", "--now", now.isoformat()], cwd=ROOT, env=_cli_env(settings),
-                          capture_output=True, text=True, timeout=120)
+                           "work-orders", "tick", "--now", now.isoformat()], cwd=ROOT,
+                          env=_cli_env(settings), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -163,9 +163,8 @@ def test_a_paused_clock_is_not_urged_and_resuming_restarts_the_count(lx):
 
 def test_serve_runs_the_timer_loop(lx):
     import lianxin.http  # noqa: F401 - registers the work-order services
-    from lianxin.wiring import SERVICE_FACTORIES
-
     from commands.timers import timer_service
+    from lianxin.wiring import SERVICE_FACTORIES
 
     assert timer_service in SERVICE_FACTORIES
     opened = datetime.now(timezone.utc) - timedelta(minutes=12)

@@ -1,0 +1,169 @@
+"""Audit verification speed: ``verify`` (events/s) next to plain sha256 over
+the same bytes, measured in the same run.
+
+    .venv/bin/python -m bench.audit --store sqlite
+    .venv/bin/python -m bench.audit --store postgres --events 100000
+
+The store is filled through the real command path (``lianxin.wiring.build()``,
+call lifecycles of 17 events). Then, on those records:
+
+* ceiling: sha256 of every record's canonical bytes (the exact bytes the
+  chain hashes), already in memory, one ``hashlib.sha256(b).digest()`` per
+  record; also one sha256 over all the bytes concatenated (no per-record
+  cost at all) for scale;
+* read only: fetching the same rows in position order without hashing;
+* verify with 1 worker and with one worker per core (at least 2, at most
+  4; the range is split and checked in parallel).
+
+The goal (issue 6) is verify at >= 0.5x the per-record ceiling. Printed as a
+table and as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from bench._common import agent_setup, bench_settings, call_lifecycle
+from commands.event_store import canonical
+from lianxin.wiring import build
+from queries.audit_trail import open_source, source_params, verify
+
+AGENTS = 200
+
+
+def fill(lx: Any, events: int) -> int:
+    svc = lx.commands
+    numbers = [f"{9000 + i}" for i in range(AGENTS)]
+    svc.handle_many(agent_setup(numbers))
+    n = 0
+    while lx.app.max_position() < events:
+        lifecycles = [call_lifecycle("bench", n + i, numbers[i]) for i in range(AGENTS)]
+        n += AGENTS
+        for step in range(len(lifecycles[0])):
+            for out in svc.handle_many([lc[step] for lc in lifecycles]):
+                if isinstance(out, BaseException):
+                    raise out
+    return lx.app.max_position()
+
+
+def best(fn: Callable[[], Any], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def measure(store: str, events: int, repeat: int) -> dict[str, Any]:
+    with bench_settings(store) as settings:
+        lx = build(settings)
+        try:
+            t0 = time.perf_counter()
+            total = fill(lx, events)
+            fill_s = time.perf_counter() - t0
+            params = source_params(lx)
+            src = open_source(params)
+            try:
+                records = src.records(0, total)
+            finally:
+                src.close()
+            canon = [canonical(*r) for r in records]
+            # Keep the collector from walking these records during the
+            # in-process verifications (it would slow them, not the ceiling).
+            gc.collect()
+            gc.freeze()
+            payload_bytes = sum(len(c) for c in canon)
+            del records
+            sha = hashlib.sha256
+
+            def per_record() -> None:
+                for c in canon:
+                    sha(c).digest()
+
+            joined = b"".join(canon)
+            one_shot_s = best(lambda: sha(joined).digest(), repeat)
+            del joined
+
+            def read_only() -> None:
+                s = open_source(params)
+                try:
+                    cursor = 0
+                    while cursor < total:
+                        rows = s.records(cursor, total, 20_000)
+                        if not rows:
+                            break
+                        cursor = rows[-1][0]
+                finally:
+                    s.close()
+
+            # The machine is shared: interleave the runs so that the ceiling
+            # and the verifications see the same conditions; keep the best.
+            timings: dict[str, list[float]] = {"ceiling": [], "read": [], "v1": [], "vn": []}
+            workers_n = max(2, min(os.cpu_count() or 1, 4))
+            for _ in range(repeat):
+                timings["ceiling"].append(best(per_record, 1))
+                timings["read"].append(best(read_only, 1))
+                for key, workers in (("v1", 1), ("vn", workers_n)):
+                    r = verify(params, workers=workers)
+                    assert r.ok and r.records == total, r
+                    timings[key].append(r.seconds)
+            ceiling_s, read_s = min(timings["ceiling"]), min(timings["read"])
+            results = {"1 worker": (min(timings["v1"]), 1),
+                       "parallel": (min(timings["vn"]), workers_n)}
+        finally:
+            lx.close()
+    ceiling = total / ceiling_s
+    out: dict[str, Any] = {
+        "store": store,
+        "events": total,
+        "avg_record_bytes": round(payload_bytes / total),
+        "fill_events_per_s": round(total / fill_s),
+        "ceiling_sha256_per_record_events_per_s": round(ceiling),
+        "sha256_one_shot_events_per_s": round(total / one_shot_s),
+        "read_only_events_per_s": round(total / read_s),
+    }
+    for label, (seconds, workers) in results.items():
+        key = "verify_" + label.replace(" ", "_")
+        out[key + "_events_per_s"] = round(total / seconds)
+        out[key + "_ratio"] = round(total / seconds / ceiling, 2)
+        out[key + "_count"] = workers
+    out["goal_met"] = out["verify_parallel_ratio"] >= 0.5
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = measure(args.store, args.events, args.repeat)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    c = res["ceiling_sha256_per_record_events_per_s"]
+    print(f"store {res['store']}: {res['events']:,} events, {res['avg_record_bytes']} bytes "
+          f"per canonical record (filled at {res['fill_events_per_s']:,} events/s)")
+    print(f"  ceiling: sha256 per record, in memory   {c:>12,} events/s   1.00x")
+    for name, key in (("sha256 over all bytes at once", "sha256_one_shot_events_per_s"),
+                      ("read rows only, no hashing", "read_only_events_per_s"),
+                      ("verify, 1 worker", "verify_1_worker_events_per_s"),
+                      (f"verify, {res['verify_parallel_count']} workers",
+                       "verify_parallel_events_per_s")):
+        print(f"  {name:<38} {res[key]:>12,} events/s   {res[key] / c:.2f}x")
+    print(f"  goal (verify >= 0.5x ceiling): {'met' if res['goal_met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+TABLES = ("events", "fact_call", "fact_leg", "fact_agent_state", "fact_work_order", "dim_agent")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LIANXIN_HOME=str(home), LIANXIN_STORE="sqlite", LIANXIN_PSEUDONYM_KEY="test-key",
+               PYTHONPATH=str(REPO))
+    return env
+
+
+def lianxin_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from lianxin.cli import main; main()", *args]
+
+
+def table_differences(db_a: Path, db_b: Path) -> dict[str, Any]:
+    """Rows in one loader file and not the other (as multisets), per table."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{db_a}' AS a (READ_ONLY)").fetchall()
+    con.execute(f"ATTACH '{db_b}' AS b (READ_ONLY)").fetchall()
+    out = {}
+    for t in TABLES:
+        n_a = con.execute(f"SELECT count(*) FROM a.{t}").fetchall()[0][0]
+        n_b = con.execute(f"SELECT count(*) FROM b.{t}").fetchall()[0][0]
+        only_a = con.execute(f"SELECT count(*) FROM (SELECT * FROM a.{t} EXCEPT ALL SELECT * FROM b.{t})").fetchall()[0][0]
+        only_b = con.execute(f"SELECT count(*) FROM (SELECT * FROM b.{t} EXCEPT ALL SELECT * FROM a.{t})").fetchall()[0][0]
+        if n_a != n_b or only_a or only_b:
+            out[t] = {"rows": (n_a, n_b), "only_a": only_a, "only_b": only_b}
+    con.close()
+    return out
+
+
+def row_counts(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+    finally:
+        con.close()

@@ -1,0 +1,158 @@
+"""The CLI and HTTP faces of the warehouse: formats, metadata, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from lianxin.cli import app as cli_app
+from tests.warehouse.helpers import cli_env
+
+DAY = ["--from", "2026-03-02", "--to", "2026-03-02"]
+
+
+@pytest.fixture(scope="module")
+def cli(small_day_sqlite):
+    lx, _ = small_day_sqlite
+    runner = CliRunner()
+    env = {k: v for k, v in cli_env(lx.settings.home).items() if k.startswith("LIANXIN_")}
+
+    def invoke(*args: str):
+        return runner.invoke(cli_app, list(args), env=env)
+    return invoke, lx
+
+
+def test_kpi_list_prints_every_definition(cli):
+    invoke, _ = cli
+    out = invoke("kpi", "list", "--format", "json")
+    assert out.exit_code == 0, out.output
+    items = {k["id"]: k for k in json.loads(out.output)}
+    assert {"service_level", "occupancy", "utilization", "repeat_caller_rate", "aht_s"} <= set(items)
+    assert items["service_level"]["params"]["denominator"]["choices"] == [
+        "answered", "answered_abandoned", "answered_abandoned_minus_short"]
+    assert all(k["version"] >= 1 and k["formula"] and k["description"] for k in items.values())
+    text = invoke("kpi", "list")
+    assert "occupancy (v1, agent)" in text.output
+
+
+def test_report_json_has_kpi_columns_and_meta(cli):
+    invoke, lx = cli
+    out = invoke("kpi", "report", "--by", "queue", "--kpi", "offered,service_level,asa_s",
+                 "--param", "service_level.threshold_s=60", "--format", "json", *DAY)
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["columns"] == ["queue", "offered", "service_level", "asa_s"]
+    power = next(r for r in doc["rows"] if r["queue"] == "power")
+    assert power["offered"] == 6
+    assert doc["meta"]["kpis"]["service_level"]["params"]["threshold_s"] == 60
+    assert doc["meta"]["as_of"]["position"] == lx.app.max_position()
+
+
+def test_report_csv_and_parquet(cli, tmp_path: Path):
+    invoke, _ = cli
+    target = tmp_path / "r.csv"
+    out = invoke("kpi", "report", "--interval", "day", "--kpi", "offered,answered",
+                 "--format", "csv", "--output", str(target), *DAY)
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert rows[0]["offered"] == "10" and rows[0]["answered"] == "3"
+    assert json.loads(Path(str(target) + ".meta.json").read_text())["interval"] == "day"
+    pq_path = tmp_path / "r.parquet"
+    out = invoke("kpi", "report", "--kpi", "offered", "--format", "parquet", "--output",
+                 str(pq_path), *DAY)
+    assert out.exit_code == 0, out.output
+    table = pq.read_table(pq_path)
+    assert table.column("offered").to_pylist() == [10]
+    assert b"lianxin.report" in table.schema.metadata
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--kpi", "offered,bogus"], "--kpi"),
+    (["--kpi", "service_level", "--param", "service_level.threshold_s=abc"], "--param"),
+    (["--kpi", "service_level", "--param", "nonsense"], "--param"),
+    (["--by", "galaxy"], "--by"),
+    (["--interval", "7m"], "--interval"),
+    (["--from", "2026-02-30"], "--from"),
+    (["--format", "xml"], "--format"),
+    (["--format", "parquet"], "--output"),
+])
+def test_bad_report_options_exit_nonzero_naming_the_option(cli, args, needle):
+    invoke, _ = cli
+    out = invoke("kpi", "report", *args)
+    assert out.exit_code == 2
+    assert needle in out.output
+
+
+def test_report_before_any_load_says_so(tmp_path: Path):
+    out = CliRunner().invoke(cli_app, ["kpi", "report"],
+                             env={"LIANXIN_HOME": str(tmp_path / "empty")})
+    assert out.exit_code == 1
+    assert "warehouse load" in out.output
+
+
+# -- HTTP -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def http(small_day_sqlite):
+    from lianxin.http import create_app
+
+    lx, _ = small_day_sqlite
+    return TestClient(create_app(lx)), lx
+
+
+def test_http_list_report_and_status(http):
+    client, lx = http
+    assert {k["id"] for k in client.get("/kpis").json()} >= {"offered", "occupancy"}
+    assert client.get("/kpis/service_level").json()["version"] == 1
+    r = client.get("/kpis/report", params={"kpi": "offered,abandon_rate", "by": "queue",
+                                           "from": "2026-03-02", "to": "2026-03-02",
+                                           "param": "abandon_rate.exclude_short=true"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["meta"]["kpis"]["abandon_rate"]["params"]["exclude_short"] == "true"
+    assert {row["queue"]: row["offered"] for row in body["rows"]} == {
+        "(none)": 3, "power": 6, "water": 1}
+    status = client.get("/warehouse/status").json()
+    assert status["as_of_position"] == lx.app.max_position() and status["lag_events"] == 0
+    assert status["rows"]["fact_call"] == 10
+
+
+@pytest.mark.parametrize("params, status, field", [
+    ({"kpi": "offered,nope"}, 422, "kpi"),
+    ({"kpi": "service_level", "param": "service_level.threshold_s=-3"}, 422, "param"),
+    ({"kpi": "service_level", "param": "service_level.colour=red"}, 422, "param"),
+    ({"kpi": "service_level", "param": "garbage"}, 422, "param"),
+    ({"kpi": "occupancy", "by": "queue"}, 422, "by"),
+    ({"kpi": "offered", "from": "yesterday"}, 422, "from"),
+])
+def test_http_bad_requests_are_problems(http, params, status, field):
+    client, _ = http
+    r = client.get("/kpis/report", params=params)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["field"] == field and r.json()["status"] == status
+
+
+def test_http_unknown_kpi_is_404(http):
+    client, _ = http
+    r = client.get("/kpis/nope")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_http_load_is_incremental(http):
+    from commands import messages as m
+
+    client, lx = http
+    before = client.get("/warehouse/status").json()["rows"]["fact_call"]
+    lx.commands.handle(m.OfferCall(external_id="late-1", dialed_number="95598"))
+    assert client.get("/warehouse/status").json()["lag_events"] == 1
+    r = client.post("/warehouse/load")
+    assert r.status_code == 200 and r.json()["events"] == 1
+    after = client.get("/warehouse/status").json()
+    assert after["rows"]["fact_call"] == before + 1 and after["lag_events"] == 0
