@@ -154,8 +154,8 @@ class WorkOrder(LianxinAggregate):
 
     def note_progress(self, note: str, occurred_at: datetime, command_id: str | None = None,
                       actor: str | None = None) -> None:
-        if self.status in (WorkOrderStatus.CLOSED,):
-            raise InvariantViolation("cannot note progress on a closed work order")
+        if self.status in (WorkOrderStatus.CLOSED, WorkOrderStatus.MERGED):
+            raise InvariantViolation(f"cannot note progress on a {self.status.value} work order")
         self._progress_noted(pii={"note": require_text(note, "note")},
                              occurred_at=require_aware(occurred_at), command_id=command_id,
                              actor=actor)

@@ -52,9 +52,17 @@ def log_line(anchor: dict[str, Any]) -> str:
 
 async def publish_nats(anchor: dict[str, Any], url: str, subject: str = NATS_SUBJECT) -> int:
     """Publish to a JetStream stream (created if missing); returns its sequence."""
+    import asyncio
+
     import nats
 
-    nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False)
+    async def quiet(exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    # nats-py retries an initial connection failure without end: bound it.
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=3, max_reconnect_attempts=1,
+                                             reconnect_time_wait=0.2, error_cb=quiet),
+                                timeout=8)
     try:
         js = nc.jetstream()
         try:

@@ -206,10 +206,9 @@ def export(lianxin: Any, output: Path | str, *, start: int | None = None,
         h = start_hash
         cursor = lo - 1
         while cursor < hi:
-            page = src.records(cursor, hi, 5000)
-            if not page:
-                break
-            chain = dict(src.chain_between(cursor, page[-1][0]))
+            page_hi = min(cursor + 5000, hi)
+            page = src.records(cursor, page_hi)
+            chain = dict(src.chain_between(cursor, page_hi))
             for rec in page:
                 pos, oid, version, topic, state = rec
                 leaf = leaf_of(canonical(*rec))
@@ -230,7 +229,7 @@ def export(lianxin: Any, output: Path | str, *, start: int | None = None,
                 else:
                     links_buf.write(LINK.pack(pos, leaf))
                     n_links += 1
-            cursor = page[-1][0]
+            cursor = page_hi
         if h != end_hash:
             raise InvalidValue("the chain changed while exporting; try again", field="chain")
     finally:

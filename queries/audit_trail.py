@@ -73,12 +73,13 @@ class ChainSource:
     def chain_count_and_last(self, lo: int, hi: int) -> tuple[int, int | None, bytes | None]:
         raise NotImplementedError
 
-    def leaves(self, lo: int, hi: int, limit: int) -> list[tuple[int, bytes]]:
-        """(position, leaf digest) of events with lo < position <= hi."""
+    def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        """(position, leaf digest) of events with lo < position <= hi, in order.
+        Callers page by position span, not by row count: a LIMIT under
+        ORDER BY lets PostgreSQL hash (or sort) the whole rest of the range."""
         raise NotImplementedError
 
-    def records(self, lo: int, hi: int, limit: int | None = None
-                ) -> list[tuple[int, Any, int, str, bytes]]:
+    def records(self, lo: int, hi: int) -> list[tuple[int, Any, int, str, bytes]]:
         """(position, aggregate id, version, topic, payload) with lo < position <= hi."""
         raise NotImplementedError
 
@@ -108,7 +109,7 @@ class SQLiteChainSource(ChainSource):
         # Verification reads the whole file once: map it instead of copying
         # every page through the small default cache.
         self.db.execute("PRAGMA mmap_size=1073741824")
-        self._header_sql = sqlite_header_sql(table) + " LIMIT ?"
+        self._header_sql = sqlite_header_sql(table)
 
     def bounds(self) -> tuple[int, int]:
         ev = self.db.execute(f"SELECT max(rowid) FROM {self.table}").fetchone()[0] or 0
@@ -133,12 +134,12 @@ class SQLiteChainSource(ChainSource):
                               (lo, hi)).fetchone()
         return n, (row[0] if row else None), (bytes(row[1]) if row else None)
 
-    def leaves(self, lo: int, hi: int, limit: int) -> list[tuple[int, bytes]]:
+    def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
         # The hot loop of verification: commands.event_store.canonical, inlined.
         sha, mark, n, w = _sha256, OCCURRED_MARK, len(OCCURRED_MARK), OCCURRED_WINDOW
         out = []
         append = out.append
-        for pos, header, state in self.db.execute(self._header_sql, (lo, hi, limit)):
+        for pos, header, state in self.db.execute(self._header_sql, (lo, hi)):
             if state.__class__ is str:  # a row edited by hand may hold TEXT
                 state = state.encode()
             i = state.find(mark)
@@ -156,15 +157,10 @@ class SQLiteChainSource(ChainSource):
         state = r[4].encode() if isinstance(r[4], str) else bytes(r[4])
         return (r[0], r[1], r[2], r[3], state)
 
-    def records(self, lo: int, hi: int, limit: int | None = None
-                ) -> list[tuple[int, Any, int, str, bytes]]:
+    def records(self, lo: int, hi: int) -> list[tuple[int, Any, int, str, bytes]]:
         sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.table} "
                "WHERE rowid > ? AND rowid <= ? ORDER BY rowid")
-        args: tuple[Any, ...] = (lo, hi)
-        if limit is not None:
-            sql += " LIMIT ?"
-            args += (limit,)
-        return [self._record(r) for r in self.db.execute(sql, args)]
+        return [self._record(r) for r in self.db.execute(sql, (lo, hi))]
 
     def records_at(self, positions: Sequence[int]) -> list[tuple[int, Any, int, str, bytes]]:
         out = []
@@ -219,14 +215,15 @@ class PostgresChainSource(ChainSource):
         from psycopg.sql import SQL, Identifier
 
         self._sql, self._id = SQL, Identifier
-        self._leaf_sql = postgres_leaf_sql(schema, table) + SQL(" LIMIT %s")
+        self._leaf_sql = postgres_leaf_sql(schema, table)
 
     def _q(self, text: str, **names: str) -> Any:
         return self._sql(text).format(**{k: self._id(v) for k, v in names.items()},
                                       schema=self._id(self.schema))
 
     def _rows(self, query: Any, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
+        # Binary results: bytea in text form is hex, twice the bytes to move and parse.
+        with self.conn.cursor(binary=True) as cur:
             cur.execute(query, args)
             return cur.fetchall()
 
@@ -254,23 +251,18 @@ class PostgresChainSource(ChainSource):
                                   t=self.chain), (lo, hi))
         return n, (rows[0][0] if rows else None), (bytes(rows[0][1]) if rows else None)
 
-    def leaves(self, lo: int, hi: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(p, bytes(d)) for p, d in self._rows(self._leaf_sql, (lo, hi, limit))]
+    def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        return [(p, bytes(d)) for p, d in self._rows(self._leaf_sql, (lo, hi))]
 
     def _select_records(self) -> str:
         return ("SELECT notification_id, originator_id, originator_version, topic, state "
                 "FROM {schema}.{t} ")
 
-    def records(self, lo: int, hi: int, limit: int | None = None
-                ) -> list[tuple[int, Any, int, str, bytes]]:
-        sql = self._select_records() + ("WHERE notification_id > %s AND notification_id <= %s "
-                                        "ORDER BY notification_id")
-        args: tuple[Any, ...] = (lo, hi)
-        if limit is not None:
-            sql += " LIMIT %s"
-            args += (limit,)
-        return [(r[0], r[1], r[2], r[3], bytes(r[4]))
-                for r in self._rows(self._q(sql, t=self.table), args)]
+    def records(self, lo: int, hi: int) -> list[tuple[int, Any, int, str, bytes]]:
+        # Sorted here: a server-side sort of wide rows spills to disk.
+        sql = self._select_records() + "WHERE notification_id > %s AND notification_id <= %s"
+        return sorted((r[0], r[1], r[2], r[3], bytes(r[4]))
+                      for r in self._rows(self._q(sql, t=self.table), (lo, hi)))
 
     def records_at(self, positions: Sequence[int]) -> list[tuple[int, Any, int, str, bytes]]:
         sql = self._select_records() + "WHERE notification_id = ANY(%s) ORDER BY notification_id"
@@ -427,8 +419,8 @@ def _verify_slice(params: dict[str, Any], lo: int, hi: int, page: int = PAGE) ->
         _, h = src.chain_at_or_before(lo)
         cursor, count, first, last = lo, 0, 0, lo
         while cursor < hi:
-            rows = src.leaves(cursor, hi, page)
-            page_hi = rows[-1][0] if len(rows) == page else hi
+            page_hi = min(cursor + page, hi)
+            rows = src.leaves(cursor, page_hi)
             n, last_chain_pos, last_chain = src.chain_count_and_last(cursor, page_hi)
             recomputed = h
             for _, leaf in rows:

@@ -132,3 +132,33 @@ def resolve_params(kpis: list[Kpi], raw: dict[str, Any]) -> dict[str, dict[str, 
             for k in takers:
                 values[k.id][key] = k.params[key].parse(k.id, value)
     return values
+
+
+SOURCE_TITLES = {"call": "Calls (`fact_call`)", "leg": "Agent legs (`fact_leg`)",
+                 "agent": "Agent time (`fact_agent_state`)",
+                 "work_order": "Work orders (`fact_work_order`)"}
+
+
+def markdown() -> str:
+    """The catalog section of docs/kpis.md (a test keeps the two equal)."""
+    out: list[str] = []
+    for source, title in SOURCE_TITLES.items():
+        out.append(f"### {title}\n")
+        for k in catalog().values():
+            if k.source != source:
+                continue
+            out.append(f"#### `{k.id}` (v{k.version})\n")
+            out.append(f"{k.description}.\n")
+            out.append(f"* Formula: {k.formula}.")
+            if k.params:
+                parts = []
+                for n, p in k.params.items():
+                    text = f"`{n}` = {p.default!r}"
+                    if p.choices:
+                        text += f" (one of {', '.join(sorted(p.choices))})"
+                    if p.doc:
+                        text += f", {p.doc}"
+                    parts.append(text)
+                out.append(f"* Parameters: {'; '.join(parts)}.")
+            out.append(f"* SQL: `{k.sql}`\n")
+    return "\n".join(out) + "\n"

@@ -16,7 +16,8 @@ _AGENT_IN = ", ".join(f"'{t}'" for t in AGENT_STATE_EVENTS)
 # Positions of the fields pulled out of a Call event's payload in one parse.
 CALL_FIELDS = ["queue", "leg_id", "agent_id._data_", "menu", "digits", "hung_up_by", "cause",
                "stage", "kind", "target_type", "target", "from_leg_id", "score", "external_id",
-               "direction", "dialed_number", "trunk", "caller_hash", "required_skills", "outcome"]
+               "direction", "dialed_number", "trunk", "caller_hash", "required_skills", "outcome",
+               "scale"]
 F = {name.split(".")[0]: i + 1 for i, name in enumerate(CALL_FIELDS)}
 _CALL_PATHS = "[" + ", ".join(f"'$.{p}'" for p in CALL_FIELDS) + "]"
 
@@ -238,6 +239,7 @@ WITH agg AS (
            count(*) FILTER (WHERE t = 'Transferred') AS transfers,
            count(*) FILTER (WHERE t = 'RingNoAnswer') AS ring_no_answers,
            any_value({f('score')}::INTEGER) FILTER (WHERE t = 'SurveyAnswered') AS survey_score,
+           any_value({f('scale')}::INTEGER) FILTER (WHERE t = 'SurveyAnswered') AS survey_scale,
            count(*) FILTER (WHERE t = 'WorkOrderLinked') AS work_orders,
            min(position) AS first_position, max(position) AS last_position
     FROM ce GROUP BY call_id
@@ -273,7 +275,7 @@ SELECT a.call_id, external_id, direction, dialed_number, trunk, caller_hash, off
        CASE WHEN answered_at IS NOT NULL THEN coalesce(hd.hold_s, 0) END AS hold_s,
        CASE WHEN answered_at IS NULL THEN NULL WHEN acw.open THEN NULL
             ELSE coalesce(acw.acw_s, 0) END AS acw_s,
-       coalesce(lg.legs, 0), transfers, ring_no_answers, survey_score, work_orders,
+       coalesce(lg.legs, 0), transfers, ring_no_answers, survey_score, survey_scale, work_orders,
        first_position, last_position
 FROM agg a LEFT JOIN lg USING (call_id) LEFT JOIN hd USING (call_id) LEFT JOIN acw USING (call_id);
 

@@ -26,6 +26,13 @@ from warehouse.decode import to_arrow
 DEFAULT_BATCH = 50_000
 
 
+SCHEMA_VERSION = 2
+
+
+class SchemaOutdated(RuntimeError):
+    """The loader's file was made by an older warehouse: rebuild it."""
+
+
 class LoaderBusy(RuntimeError):
     """Another process holds the loader's DuckDB file."""
 
@@ -54,6 +61,13 @@ def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
     run(con, "SET TimeZone = 'UTC'")
     run(con, "SET checkpoint_threshold = '1GB'")
     run(con, _schema_sql())
+    found = run(con, "SELECT max(version) FROM schema_info")[0][0]
+    if found is None:
+        run(con, "INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    elif found != SCHEMA_VERSION:
+        con.close()
+        raise SchemaOutdated(f"{path} has warehouse schema {found}, this version needs "
+                             f"{SCHEMA_VERSION}: run `lianxin warehouse load --rebuild`")
     if run(con, "SELECT count(*) FROM loader_state")[0][0] == 0:
         run(con, "INSERT INTO loader_state VALUES (1, 0, NULL, 0, 0)")
     return con
@@ -92,11 +106,18 @@ class Loader:
         self.close()
         generation = 0
         if self.db_path.exists():
-            con = connect_writer(self.db_path)
-            generation = int(run(con, "SELECT generation FROM loader_state")[0][0])
+            try:
+                con = duckdb.connect(str(self.db_path), read_only=False)
+            except duckdb.IOException as exc:
+                raise LoaderBusy(f"the warehouse loader is already running ({exc})") from exc
+            try:
+                generation = int(run(con, "SELECT generation FROM loader_state")[0][0])
+            except duckdb.Error:
+                generation = 0
             con.close()
             self.db_path.unlink()
             Path(str(self.db_path) + ".wal").unlink(missing_ok=True)
+        # Generations keep counting up, so file names never repeat.
         run(self.con, "UPDATE loader_state SET generation = ?", [generation])
         return self.load(**kwargs)
 

@@ -79,8 +79,8 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         rows = self.frame.with_columns(
-            [pl.col(c).cast(pl.Utf8) for c, t in self.frame.schema.items()
-             if t in (pl.Datetime, pl.Date) or isinstance(t, pl.Datetime)]
+            [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S") for c, t in self.frame.schema.items()
+             if isinstance(t, pl.Datetime)]
         ).to_dicts()
         return {"meta": self.meta, "columns": self.frame.columns, "rows": rows}
 

@@ -1,6 +1,9 @@
 -- The loader's private DuckDB file. Readers never open it: they read the
 -- published Parquet partitions through catalog.duckdb (see docs/warehouse.md).
 
+-- Bumped when a table's shape changes; an older file must be rebuilt.
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+
 CREATE TABLE IF NOT EXISTS loader_state (
     id INTEGER PRIMARY KEY,
     position BIGINT NOT NULL,          -- last notification id loaded
@@ -59,6 +62,7 @@ CREATE TABLE IF NOT EXISTS fact_call (
     transfers INTEGER,
     ring_no_answers INTEGER,
     survey_score INTEGER,
+    survey_scale INTEGER,          -- points on the survey's scale (SurveyAnswered v2; v1 = 5)
     work_orders INTEGER,
     first_position BIGINT,
     last_position BIGINT

@@ -45,7 +45,7 @@ def _table(frame: Any, meta: dict[str, Any]) -> str:
     for kid, spec in meta["kpis"].items():
         params = ", ".join(f"{k}={v}" for k, v in spec["params"].items())
         lines.append(f"# {kid} v{spec['version']}" + (f" ({params})" if params else ""))
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=100_000, float_precision=3):
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=60_000, float_precision=3):
         lines.append(str(frame))
     return "\n".join(lines)
 
@@ -62,7 +62,7 @@ def register(root: typer.Typer) -> None:
              progress: bool = typer.Option(False, "--progress", help="print a line per batch")) -> None:
         """Load new events (incremental, exactly-once) and publish the catalog."""
         from lianxin.wiring import build
-        from warehouse.loader import LoaderBusy
+        from warehouse.loader import LoaderBusy, SchemaOutdated
         from warehouse.service import load as do_load
 
         def report_progress(batches: int, position: int) -> None:
@@ -73,7 +73,7 @@ def register(root: typer.Typer) -> None:
         try:
             result = do_load(lx, rebuild=rebuild, batch_size=batch_size, publish_every=publish_every,
                              progress=report_progress if progress else None)
-        except LoaderBusy as exc:
+        except (LoaderBusy, SchemaOutdated) as exc:
             _fail(str(exc), 1)
         finally:
             lx.close()

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lianxin.http.problems import problem_response
 from warehouse.catalog import ReportError, catalog
-from warehouse.loader import LoaderBusy
+from warehouse.loader import LoaderBusy, SchemaOutdated
 from warehouse.reader import NotLoaded
 
 router = APIRouter(tags=["warehouse"])
@@ -102,5 +102,8 @@ async def warehouse_load(request: Request, rebuild: bool = False) -> Any:
         result = await run_in_threadpool(load, lx, rebuild=rebuild)
     except LoaderBusy as exc:
         return problem_response(409, "Loader busy", str(exc), type_=PROBLEMS + "loader-busy")
+    except SchemaOutdated as exc:
+        return problem_response(409, "Warehouse must be rebuilt", str(exc),
+                                type_=PROBLEMS + "schema-outdated")
     return {"events": result.events, "batches": result.batches, "position": result.position,
             "generation": result.published_generation, "seconds": round(result.seconds, 3)}

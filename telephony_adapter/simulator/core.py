@@ -88,6 +88,7 @@ class SimChannel:
     snooped_by: set[str] = field(default_factory=set)
     snoop_target: Optional[str] = None
     refer_to: Optional[str] = None     # destination of the last REFER left to the app
+    dialstring: str = ""               # for POST /channels/create, dialled later
     tasks: set[asyncio.Task] = field(default_factory=set)
     alive: bool = True
 
@@ -386,7 +387,7 @@ class Asterisk:
                                name=f"{tech}/{dialstring}-{self._next_name_seq():08x}",
                                state="Down", kind="agent", context="internal", exten="s",
                                endpoint=f"{tech}/{dialstring}")
-        ch.vars["__dialstring"] = dialstring
+        ch.dialstring = dialstring
         ch.subscribed.add(app)
         self.emit("ChannelCreated", {"channel": ch.to_json()}, channels=[ch])
         snapshot = ch.to_json()
@@ -397,7 +398,7 @@ class Asterisk:
         ch = self.stasis_channel(channel_id)
         if ch.state != "Down" or ch.originator_dial:
             raise SimError(409, "Channel is already dialed")
-        dialstring = ch.vars.get("__dialstring") or ch.endpoint.split("/", 1)[-1]
+        dialstring = ch.dialstring or ch.endpoint.split("/", 1)[-1]
         ch.originator_dial = True
         self._dial(ch, "", dialstring)
         self.spawn(self._ring(ch, dialstring, None, [], timeout), owner=ch)

@@ -74,6 +74,7 @@ class LoadGenerator:
         self.queues = list(queues)
         self.agents = list(agents)
         self.profile = list(profile)
+        self.seed = seed
         self.rng = random.Random(seed)
         self.start_hour = start_hour
         self.stats = LoadStats()
@@ -104,16 +105,19 @@ class LoadGenerator:
         peak = queue.peak_calls_per_hour * max(self.profile) / 3600.0
         if peak <= 0:
             return
+        # Arrivals draw from their own generator: the same seed gives the same arrivals
+        # whatever the callers' timing did to the shared one.
+        rng = random.Random(f"{self.seed}:{queue.dialed}")
         t = 0.0
         origin = self.sim.clock.elapsed()
         while True:
-            t += self.rng.expovariate(peak)
+            t += rng.expovariate(peak)
             if t >= duration:
                 return
             # Sleep to an absolute time: relative sleeps would drift at high speed factors.
             await self.sim.clock.sleep(t - (self.sim.clock.elapsed() - origin))
             # Thinning: keep an arrival with probability rate(t) / peak rate.
-            if self.rng.random() <= self.rate_per_second(queue, t) / peak:
+            if rng.random() <= self.rate_per_second(queue, t) / peak:
                 hour = int((self.start_hour + t / 3600.0) % 24)
                 self.stats.per_hour[hour] = self.stats.per_hour.get(hour, 0) + 1
                 task = asyncio.get_running_loop().create_task(self._caller(queue))

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Callable, Iterable, Optional, Union
 
 import uvicorn
+from uvicorn.config import WS_PROTOCOLS
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -62,8 +63,10 @@ class Simulator:
         sock.listen(128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
+        # The sans-I/O implementation avoids websockets' deprecated legacy server API.
+        ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
         config = uvicorn.Config(self._asgi, log_level="warning", access_log=False,
-                                lifespan="off", ws="websockets-sansio",
+                                lifespan="off", ws=ws,
                                 ws_ping_interval=None, timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._serve_task = asyncio.get_running_loop().create_task(

@@ -519,6 +519,9 @@ class CallFlow:
         except Exception:  # noqa: BLE001
             return f"PJSIP/{employee_no}"
 
+    async def _on_orphan(self, sig: Signal) -> None:
+        await self.ari("DELETE", f"/channels/{sig.channel}")
+
     async def _on_snoop_started(self, sig: Signal) -> None:
         plan = self._plan(sig.external_id)
         if plan is not None and sig.detail == "barge" and plan.bridge:

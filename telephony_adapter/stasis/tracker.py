@@ -225,6 +225,11 @@ class CallTracker:
             if found is None:
                 return
             view, leg = found
+            if not view.live:
+                # answered after the caller left: nobody to talk to
+                out.signals.append(Signal("orphan", view.external_id, cid, leg.employee_no,
+                                          at=timestamp(ev)))
+                return
             if leg.role == "party":
                 leg.answered = True
                 out.commands.append(m.AddConferenceParty(call_id=view.call_id,

@@ -291,3 +291,31 @@ def test_a_commit_listener_cannot_deadlock_or_undo_a_commit(sqlite_lianxin):
     assert out.new_events == 1 and out.position == sqlite_lianxin.app.max_position()
     assert len(seen) == 1
     assert stored_events(sqlite_lianxin.app, call_id_for("from-listener")) == []
+
+
+def test_a_cold_writer_loads_a_batch_in_one_query_with_the_same_results(settings, monkeypatch):
+    a = build(settings)
+    try:
+        ids = [a.commands.handle(offer(f"cold-{i}")).aggregate_id for i in range(5)]
+        b = build(settings)  # another process: nothing cached
+        try:
+            loads = []
+            real_get = b.app.repository.get
+            monkeypatch.setattr(b.app.repository, "get",
+                                lambda *args, **kw: loads.append(args) or real_get(*args, **kw))
+            results = b.commands.handle_many(
+                [m.EnterIvr(call_id=i, menu="main", occurred_at=at(1)) for i in ids]
+                + [offer("cold-0"), offer("cold-new"),
+                   m.EnterIvr(call_id=call_id_for("cold-missing"), menu="main")])
+            *ivr, again, new, missing = results
+            assert [r.new_events for r in ivr] == [1] * 5
+            assert again.duplicate and again.new_events == 0
+            assert new.new_events == 1 and new.aggregate_id == call_id_for("cold-new")
+            assert isinstance(missing, NotFound)  # confirmed by the store, not guessed
+            assert loads == [(call_id_for("cold-missing"),)]
+            for i in ids:
+                assert a.app.repository.get(i).state == CallState.IVR
+        finally:
+            b.close()
+    finally:
+        a.close()

@@ -1,7 +1,6 @@
 """The IVR tree from its configuration file, and a caller's walk through it."""
 
 import asyncio
-import tomllib
 from pathlib import Path
 
 import pytest

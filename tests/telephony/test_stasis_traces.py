@@ -228,3 +228,14 @@ def test_asterisk_restart_mid_call_ends_every_call(sqlite_lianxin):
     ended = [e for e in events_since(lx, 0) if type(e).__qualname__ == "Call.Ended"][-1]
     assert ended.cause.startswith("lost: Asterisk restarted")
     assert app.tracker.live_calls() == []
+
+
+def test_the_same_trace_gives_the_same_events_on_every_store(lianxin):
+    staff(lianxin, "1001")
+    start = lianxin.app.max_position()
+    replay(lianxin, "sip_inbound_answered_hold_recorded")
+    replay(lianxin, "sip_inbound_answered_hold_recorded")  # and once more: nothing new
+    evs = events_since(lianxin, start)
+    assert names(evs, "Call.") == [f"Call.{n}" for n in
+                                   EXPECTED["sip_inbound_answered_hold_recorded"][0]]
+    assert [e.occurred_at for e in evs] == sorted(e.occurred_at for e in evs)

@@ -62,3 +62,38 @@ def test_every_event_is_kept_upcast_and_without_pii(sqlite_lianxin):
     offered = json.loads(rows[0][3])
     assert "pii" not in offered and "13800138000" not in rows[0][3]
     assert offered["caller_hash"] == calls[1] and calls[0] == 1
+
+
+def _survey_state(score: int, **extra) -> bytes:
+    return json.dumps({"timestamp": {"_type_": "datetime_iso", "_data_": "2026-03-02T02:00:00+00:00"},
+                       "occurred_at": {"_type_": "datetime_iso", "_data_": "2026-03-02T02:00:00+00:00"},
+                       "score": score, "question": "overall", "command_id": None, "actor": None,
+                       **extra}).encode()
+
+
+def test_survey_scores_are_read_on_their_scale(sqlite_lianxin):
+    """SurveyAnswered v1 (no scale: the 1-5 keypad) is upcast to scale 5; a
+    v2 score of 8 on a 1-10 scale counts as 1 + 7 * 4 / 9 on 1-5."""
+    from domain.call import Call
+
+    lx = sqlite_lianxin
+    when = datetime(2026, 3, 2, 1, tzinfo=timezone.utc)
+    a = lx.commands.handle(m.OfferCall(external_id="s1", dialed_number="1", occurred_at=when))
+    b = lx.commands.handle(m.OfferCall(external_id="s2", dialed_number="1", occurred_at=when))
+    topic = get_topic(Call.SurveyAnswered)
+    lx.app.recorder.insert_events([
+        StoredEvent(a.aggregate_id, 2, topic, _survey_state(4)),  # v1
+        StoredEvent(b.aggregate_id, 2, topic, _survey_state(8, scale=10, class_version=2)),
+    ])
+    load(lx)
+    from warehouse import kpis
+
+    df = kpis(["surveys", "satisfaction_avg", "satisfaction_top2_share"],
+              directory=lx.settings.warehouse_dir)
+    assert df["surveys"][0] == 2
+    assert abs(df["satisfaction_avg"][0] - (4 + (1 + 7 * 4 / 9)) / 2) < 1e-9
+    assert df["satisfaction_top2_share"][0] == 1.0
+    con = duckdb.connect(str(lx.settings.warehouse_dir / "catalog.duckdb"), read_only=True)
+    scales = con.execute("SELECT survey_scale FROM fact_call ORDER BY external_id").fetchall()
+    con.close()
+    assert scales == [(5,), (10,)]

@@ -118,3 +118,22 @@ def test_second_loader_process_is_refused(stored: Path, tmp_path: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_from_an_older_schema_must_be_rebuilt(stored: Path, tmp_path: Path):
+    from warehouse.loader import SchemaOutdated, connect_writer
+
+    path = tmp_path / "old" / "loader.duckdb"
+    connect_writer(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE schema_info SET version = 1").fetchall()
+    con.close()
+    with pytest.raises(SchemaOutdated, match="--rebuild"):
+        connect_writer(path)
+    lx = build(make_settings(stored))
+    try:
+        loader = Loader(lx.app.recorder, path.parent, mapper=lx.app.mapper)
+        assert loader.rebuild(batch_size=5000).events == lx.app.max_position()
+        loader.close()
+    finally:
+        lx.close()

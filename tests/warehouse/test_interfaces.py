@@ -55,6 +55,17 @@ def test_report_json_has_kpi_columns_and_meta(cli):
     assert doc["meta"]["as_of"]["position"] == lx.app.max_position()
 
 
+def test_report_table_states_versions_and_as_of(cli):
+    invoke, lx = cli
+    out = invoke("kpi", "report", "--by", "queue", "--interval", "day", "--kpi",
+                 "offered,service_level", "--param", "service_level.denominator=answered", *DAY)
+    assert out.exit_code == 0, out.output
+    assert f"as of position {lx.app.max_position()}" in out.output
+    line = next(x for x in out.output.splitlines() if x.startswith("# service_level v1"))
+    assert "threshold_s=20" in line and "denominator=answered," in line
+    assert "power" in out.output and "water" in out.output
+
+
 def test_report_csv_and_parquet(cli, tmp_path: Path):
     invoke, _ = cli
     target = tmp_path / "r.csv"

@@ -1,0 +1,1 @@
+"""Dashboards as code: Superset datasets over the warehouse catalog."""
