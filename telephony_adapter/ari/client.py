@@ -2,10 +2,10 @@
 
 One client per Stasis application. ``events()`` is the only place that knows the socket
 can drop: it reconnects with exponential backoff (with jitter, so a fleet of adapters does
-not hammer a restarting Asterisk in lockstep) and yields a ``Reconnected`` marker so the
-application reconciles with ``GET /channels`` / ``GET /bridges``. The marker is yielded
-after the new socket is open, so anything that happens during reconciliation is already
-buffered on the socket and not lost.
+not hammer a restarting Asterisk in lockstep) and yields a ``Reconnected`` marker carrying a
+``GET /channels`` / ``GET /bridges`` snapshot so the application reconciles. Both the
+snapshot and the marker come after the new socket is open, so anything that happens
+meanwhile is already buffered on the socket and not lost.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class AriClient:
     def __init__(self, base_url: str, app: str, username: str, password: str, *,
                  subscribe_all: bool = False, timeout: float = 10.0,
                  backoff_initial: float = 0.1, backoff_max: float = 10.0,
-                 backoff_factor: float = 2.0, ping_interval: float | None = 20.0) -> None:
+                 backoff_factor: float = 2.0, ping_interval: float | None = 20.0,
+                 snapshot_on_reconnect: bool = True) -> None:
         base = base_url.rstrip("/")
         if base.endswith("/ari"):
             base = base[: -len("/ari")]
@@ -72,6 +73,7 @@ class AriClient:
         self.backoff_max = backoff_max
         self.backoff_factor = backoff_factor
         self.ping_interval = ping_interval
+        self.snapshot_on_reconnect = snapshot_on_reconnect
         self._password = password
         self._http = httpx.AsyncClient(base_url=f"{base}/ari", auth=(username, password),
                                        timeout=timeout)
@@ -158,7 +160,9 @@ class AriClient:
                             timestamp=datetime.now(timezone.utc).isoformat(),
                             application=self.app, attempts=attempts, reason=reason,
                             disconnected_for=time.monotonic() - (lost_at or time.monotonic()))
-                        marker._raw = marker.model_dump()
+                        if self.snapshot_on_reconnect:
+                            marker.channels, marker.bridges = await self._snapshot()
+                        marker._raw = marker.model_dump(mode="json")
                         yield marker.raw if raw else marker
                     first = False
                     delay, attempts = self.backoff_initial, 0
@@ -185,6 +189,12 @@ class AriClient:
             # Jitter spreads a fleet's reconnects after an Asterisk restart.
             await self._pause(random.uniform(delay / 2, delay))
             delay = min(delay * self.backoff_factor, self.backoff_max)
+
+    async def _snapshot(self) -> tuple[list[Channel] | None, list[Bridge] | None]:
+        try:
+            return await self.list_channels(), await self.list_bridges()
+        except (AriHttpError, AriConnectionError):
+            return None, None
 
     async def _pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -188,6 +188,10 @@ class Reconnected(Event):
     attempts: int = 0
     disconnected_for: float = 0.0
     reason: str = ""
+    # GET /channels and GET /bridges taken after the new socket opened (None if that failed):
+    # every event after the marker is newer than this snapshot.
+    channels: Optional[list[Channel]] = None
+    bridges: Optional[list[Bridge]] = None
 
     @property
     def occurred_at(self) -> datetime | None:

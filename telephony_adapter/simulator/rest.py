@@ -97,13 +97,17 @@ def build_app(sim: "Simulator") -> Starlette:
                 params = await _params(request)
                 result = await fn(request, params)
             except SimError as exc:
+                sim.responses.append((request.method, request.url.path, exc.status))
                 return JSONResponse({"message": exc.message}, status_code=exc.status)
             sim.requests.append((request.method, request.url.path, dict(request.query_params)))
             if isinstance(result, Response):
-                return result
-            if result is None:
-                return _no_content()
-            return JSONResponse(result)
+                response = result
+            elif result is None:
+                response = _no_content()
+            else:
+                response = JSONResponse(result)
+            sim.responses.append((request.method, request.url.path, response.status_code))
+            return response
         return handler
 
     def pp(request: Request, name: str) -> str:

@@ -43,7 +43,9 @@ class Simulator:
         self.clock = SimClock(speed, start)
         self.core = Asterisk(self.clock, seed=seed)
         self.down = False
+        # Successful REST calls (method, path, query); every answer's status in ``responses``.
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.responses: list[tuple[str, str, int]] = []
         self._server: Optional[uvicorn.Server] = None
         self._serve_task: Optional[asyncio.Task] = None
         self._asgi = build_app(self)
@@ -129,8 +131,8 @@ class Simulator:
                         await ws.close(code=1011)
                     break
                 await ws.send_text(json.dumps(message, separators=(",", ":")))
-        except (WebSocketDisconnect, RuntimeError, ConnectionError):
-            pass
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the adapter went away mid-send (uvicorn's ClientDisconnected is an OSError)
         finally:
             watcher.cancel()
             for sub in subs:

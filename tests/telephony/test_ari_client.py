@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -215,7 +216,9 @@ async def test_a_dropped_websocket_reconnects_and_marks_the_gap_for_reconciliati
     lost = [e for e in listener.events if isinstance(e, Event) and
             getattr(getattr(e, "channel", None), "id", None) == ended and e.type == "StasisEnd"]
     assert lost == []
-    # What the application does on the marker: ask ARI what is still there.
+    # The marker carries what ARI still has, taken after the socket reopened.
+    assert [c.id for c in marker.channels] == [live]
+    assert marker.bridges == []
     assert {c.id for c in await ari.list_channels()} == {live}
 
     await sim.press(live, "2")  # and the live call's events keep coming
@@ -240,6 +243,7 @@ async def test_an_asterisk_restart_loses_every_call_and_the_client_comes_back(si
     await restart
     marker = await listener.wait_for(lambda e: isinstance(e, Reconnected))
     assert marker.attempts >= 1  # refused at least once while Asterisk was down
+    assert marker.channels == [] and marker.bridges == []  # the call and the queue are gone
     assert await ari.list_channels() == [] and await ari.list_bridges() == []
     new_call = sim.place_call()
     assert new_call != call
@@ -254,6 +258,10 @@ async def test_raw_mode_yields_the_messages_as_sent(sim, ari):
     message = await listener.wait_for(lambda m: m["type"] == "StasisStart")
     assert message["channel"]["id"] == call and message["application"] == "lianxin"
     assert list(message)[:2] == ["type", "timestamp"]
+    await sim.drop_websockets()
+    marker = await listener.wait_for(lambda m: m["type"] == "Reconnected")
+    assert [c["id"] for c in marker["channels"]] == [call]
+    json.dumps(marker)  # plain JSON, like every other raw message
     await listener.stop()
 
 

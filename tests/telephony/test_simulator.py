@@ -377,3 +377,34 @@ async def test_a_load_run_abandons_connects_surveys_and_leaves_nothing_open():
     assert stats.completed_by_agent >= 1 and stats.survey_answers >= 1
     assert stats.placed == stats.connected + stats.abandoned + stats.ended_elsewhere
     assert stats.completed_by_agent + stats.completed_by_caller <= stats.connected
+
+
+async def test_the_simulator_runs_as_its_own_process_with_generated_callers():
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "telephony_adapter.simulator", "--port", "0", "--speed", "50",
+        "--agents", "2", "--load", "3600", "--hours", "1", "--ivr-digits", "",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert "listening on http://127.0.0.1:" in line
+        base_url = line.split(" on ", 1)[1].split("/ari", 1)[0]
+        client = AriClient(base_url, "lianxin", "lianxin", "lianxin")
+        received: list[Any] = []
+
+        async def consume() -> None:
+            async for event in client.events():
+                received.append(event)
+
+        task = asyncio.create_task(consume())
+        await until(lambda: any(isinstance(e, StasisStart) for e in received), timeout=20)
+        start = next(e for e in received if isinstance(e, StasisStart))
+        assert start.channel.dialplan.exten == "95598"
+        assert (await client.get_channel(start.channel.id)).id == start.channel.id
+        task.cancel()
+        await client.close()
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0

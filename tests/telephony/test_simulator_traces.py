@@ -112,17 +112,17 @@ class Run:
         self.sim = sim
         self.ari = client
         self.received: list[dict[str, Any]] = []
-        self.statuses: list[tuple[str, str, int]] = []
 
     async def call(self, method: str, path: str, **params: Any) -> Any:
         try:
-            body = await self.ari.request(method, path, params=params)
-        except AriHttpError as exc:
-            self.statuses.append((method, _path_kind(path.lstrip("/")), exc.status))
+            return await self.ari.request(method, path, params=params)
+        except AriHttpError:
             return None
-        status = 204 if body is None else (201 if path.endswith(("/play", "/record")) else 200)
-        self.statuses.append((method, _path_kind(path.lstrip("/")), status))
-        return body
+
+    @property
+    def statuses(self) -> list[tuple[str, str, int]]:
+        """The status codes the simulator answered, in order."""
+        return [(method, _path_kind(path), status) for method, path, status in self.sim.responses]
 
     async def event(self, type_: str, **match: Any) -> dict[str, Any]:
         def pred(e: dict[str, Any]) -> bool:
