@@ -65,6 +65,15 @@ def _replay(call_id: str, step: bool, actor: Optional[str], reason: Optional[str
                    f"+{rec['start_offset_s']}s .. {stop}")
 
 
+def _exit_code(exc: DomainError) -> int:
+    """Broken chain 3, bad option 2, anything else refused or missing 1."""
+    from domain.errors import InvalidValue
+
+    if exc.context.get("field") == "chain":
+        return BROKEN
+    return 2 if isinstance(exc, InvalidValue) else 1
+
+
 def _report_verification(result: Any) -> None:
     if result.ok:
         typer.echo(f"verified positions {result.first}..{result.last} ({result.records} records) "
@@ -150,7 +159,7 @@ def register(root: typer.Typer) -> None:
                         or "cli",
                         resource=f"{manifest['range']['from']}..{manifest['range']['to']}"))
             except DomainError as exc:
-                fail(describe(exc))
+                fail(describe(exc), _exit_code(exc))
         typer.echo(f"wrote {output}: {manifest['counts']['records']} records, "
                    f"{manifest['counts']['links']} links, positions "
                    f"{manifest['range']['from']}..{manifest['range']['to']}")

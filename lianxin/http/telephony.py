@@ -15,7 +15,6 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.errors import DomainError
 from lianxin.http.problems import problem_response
 
 router = APIRouter(prefix="/telephony", tags=["telephony"])
@@ -75,10 +74,8 @@ async def _act(request: Request, action: str, *args: Any, **kwargs: Any) -> Any:
     control = _control(request)
     if control is None:
         return _unavailable(request)
-    try:
-        result = await getattr(control, action)(*args, **kwargs)
-    except DomainError:
-        raise  # problem+json by the app's handlers
+    # domain errors become problem+json through the app's handlers
+    result = await getattr(control, action)(*args, **kwargs)
     return {"ok": True, "action": action, "channel": result if isinstance(result, str) else None}
 
 

@@ -20,6 +20,13 @@ from telephony_adapter.simulator.load import AgentLoad, LoadGenerator, QueueLoad
 from telephony_adapter.simulator.server import run_simulator
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m telephony_adapter.simulator",
                                 description="A fake Asterisk speaking ARI on loopback.")
@@ -28,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--app", default="lianxin")
     p.add_argument("--username", default="lianxin")
     p.add_argument("--password", default="lianxin")
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    p.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per second")
     p.add_argument("--agents", type=int, default=0,
                    help="register PJSIP/1001.. phones that answer after 1-5 s")
     p.add_argument("--load", type=float, default=0.0,
@@ -70,7 +77,12 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(serve(parse_args(argv)))
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:  # the port is taken, the address is not ours...
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

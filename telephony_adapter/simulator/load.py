@@ -127,8 +127,9 @@ class LoadGenerator:
     # --- one caller ------------------------------------------------------------------------
 
     def _on_event(self, event: dict) -> None:
-        # Wrap-up: a phone whose call just ended stays busy for a while.
-        if event["type"] == "ChannelDestroyed":
+        # Wrap-up: a phone whose call just ended stays busy for a while (not after a ring
+        # that was never answered: there was no call to wrap up).
+        if event["type"] == "ChannelDestroyed" and event["channel"]["state"] == "Up":
             name = event["channel"]["name"]
             for agent in self.agents:
                 if name.startswith(agent.endpoint + "-"):

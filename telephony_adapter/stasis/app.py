@@ -40,7 +40,7 @@ SEEN_MEMORY = 20000
 
 
 class RestPort(Protocol):
-    async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       json: Any = None) -> Any: ...
 
 
@@ -277,7 +277,7 @@ class StasisApp:
         started = await self.snapshot_asterisk()
         restarted = previous is not None and started is not None and started != previous
         channels = await self.rest.request("GET", "/channels") or []
-        await self.rest.request("GET", "/bridges")
+        bridges = await self.rest.request("GET", "/bridges") or []
         live = {str(c.get("id")) for c in channels if isinstance(c, dict)}
         if restarted:
             live = set()  # channel ids may be reused by the new Asterisk: nothing survived
@@ -290,4 +290,5 @@ class StasisApp:
         if self.flow is not None:
             for signal in out.signals:
                 await self.flow.on_signal(signal)
-            await self.flow.after_reconcile()
+            await self.flow.after_reconcile({str(b.get("id")) for b in bridges
+                                             if isinstance(b, dict)})

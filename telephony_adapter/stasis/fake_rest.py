@@ -15,7 +15,7 @@ class RecordingRest:
         self.responses = dict(responses or {})
         self.fail = fail
 
-    async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       json: Any = None) -> Any:
         self.requests.append((method, path, dict(params or {}), json))
         status = self.fail(method, path) if self.fail else None

@@ -556,7 +556,34 @@ class CallFlow:
                     pass
         await self.dispatch()
 
-    async def after_reconcile(self) -> None:
+    async def after_reconcile(self, bridges: set[str]) -> None:
+        """Live calls whose bridge Asterisk no longer has (destroyed while we
+        were not listening) are bridged again; the conversation goes on."""
+        for plan in list(self.plans.values()):
+            if plan.mode != "talk" or not plan.bridge or plan.bridge in bridges:
+                continue
+            view = self.tracker.calls.get(plan.external_id)
+            leg = view.serving() if view is not None else None
+            if leg is None or not view.live:
+                continue
+            async with self.lock_for(plan.external_id):
+                # its recording ended with the bridge, unheard: close it and
+                # record the rest of the conversation under a new name
+                now = self.now()
+                for name in sorted(view.recordings):
+                    view.recordings.discard(name)
+                    await self.submit(m.StopRecording(
+                        call_id=plan.call_id, recording=name, occurred_at=now,
+                        cause="lost: bridge gone while disconnected from Asterisk",
+                        command_id=plan.next_id("rec-lost")))
+                await self.ari("POST", "/bridges", type="mixing", bridgeId=plan.bridge,
+                               name=plan.bridge)
+                await self.ari("POST", f"/bridges/{plan.bridge}/addChannel",
+                               channel=f"{plan.external_id},{leg.channel}")
+                plan.recordings += 1
+                await self.ari("POST", f"/bridges/{plan.bridge}/record",
+                               name=f"call-{plan.external_id}-{plan.recordings}", format="wav",
+                               ifExists="overwrite")
         await self.follow_agents()
         await self.dispatch()
 

@@ -190,3 +190,32 @@ def test_a_store_written_before_the_chain_existed_is_chained_on_first_start(tmp_
         assert result.ok and result.records == 2
     finally:
         lx.close()
+
+
+def test_database_and_reference_canonical_forms_agree_on_awkward_records(lianxin):
+    """Verification builds the canonical bytes in the database (PostgreSQL) or
+    in a hot loop (SQLite); writing uses the reference form. Non-ASCII text,
+    a source time without microseconds and a +08:00 offset must agree."""
+    from datetime import datetime, timedelta, timezone
+
+    from commands.event_store import canonical, occurred_at_text
+
+    shanghai = timezone(timedelta(hours=8))
+    svc = lianxin.commands
+    wo = svc.handle(m.OpenWorkOrder(type="complaint", summary="停电三天，张先生投诉",
+                                    location={"区": "天河"}, command_id="wo-awkward",
+                                    occurred_at=datetime(2026, 11, 23, 17, 0, 0, tzinfo=shanghai)))
+    svc.handle(m.NoteProgress(work_order_id=wo.aggregate_id, note="已联系 \"quoted\" \\ back",
+                              occurred_at=datetime(2026, 11, 23, 17, 0, 0, 1, tzinfo=shanghai)))
+    result = verify(lianxin)
+    assert result.ok, result.finding
+    src = chain_source(lianxin)
+    try:
+        records = src.records(0, lianxin.app.max_position())
+        leaves = dict(src.leaves(0, lianxin.app.max_position()))
+    finally:
+        src.close()
+    from commands.event_store import leaf_of
+
+    assert {p: leaf_of(canonical(*r)) for p, r in ((r[0], r) for r in records)} == leaves
+    assert occurred_at_text(records[0][4]) == b"2026-11-23T17:00:00+08:00"

@@ -44,6 +44,12 @@ def test_cli_verify_reports_range_and_head_then_the_first_bad_position(cli_home)
     assert "positions 1..5 verified before it" in broken.output
     bad_range = runner.invoke(app, ["audit", "verify", "--from", "9", "--to", "3"])
     assert bad_range.exit_code == 2 and "--to" in bad_range.output
+    refused = runner.invoke(app, ["audit", "export", "--output", str(lx.settings.home / "b.zip")])
+    assert refused.exit_code == 3 and "broken at position 6" in refused.output
+    assert not (lx.settings.home / "b.zip").exists()
+    mixed = runner.invoke(app, ["audit", "export", "--from", "3", "--to", "2026-11-23T10:00:00Z",
+                                "--output", str(lx.settings.home / "b.zip")])
+    assert mixed.exit_code == 2 and "from" in mixed.output
 
 
 def test_cli_anchor_file_then_check_anchor(cli_home, tmp_path):

@@ -33,6 +33,7 @@ async def connected_call(lx, *agents: str, skills=None):
             call = await s.call_state(ch, "connected", timeout=15)
             bridge = f"call-{ch}"
             await s.until(lambda: _in_bridge(s, bridge, call.leg_id), what="agent bridged")
+            await s.until(lambda: s.call(ch).recordings, what="recording started")
             try:
                 yield s, http, ch, call
             finally:
@@ -106,7 +107,6 @@ async def test_attended_transfer_consults_then_hands_over(sqlite_lianxin):
 async def test_three_way_conference_and_supervisor_listen_and_barge(sqlite_lianxin):
     lx = sqlite_lianxin
     async with connected_call(lx, "1001") as (s, http, ch, call):
-        await s.until(lambda: s.call(ch).recordings, what="recording")
         start = lx.app.max_position()
         r = await http.post(f"/telephony/calls/{call.id}/conference",
                             json={"endpoint": "PJSIP/1004", "party": "billing-expert"})

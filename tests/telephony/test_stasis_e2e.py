@@ -107,7 +107,8 @@ async def test_ring_no_answer_puts_the_agent_not_ready_and_the_next_one_answers(
     alerted = next(e for e in call_evs if type(e).__qualname__ == "Call.AgentAlerted")
     assert rna.outcome == "no_answer"
     # the general queue rings 15 simulated seconds before giving up
-    assert (rna.occurred_at - alerted.occurred_at).total_seconds() == pytest.approx(15, abs=0.5)
+    rang = (rna.occurred_at - alerted.occurred_at).total_seconds()
+    assert 15 <= rang < 18  # (a loaded machine oversleeps a little, never undersleeps)
     a1 = lx.app.repository.get(agent_id_for("1001"))
     assert (a1.state, a1.reason) == (AgentState.NOT_READY, "ring_no_answer")
     assert call.agent_id == agent_id_for("1002")
@@ -210,3 +211,103 @@ async def test_an_agent_back_from_wrap_up_takes_the_next_caller(sqlite_lianxin):
         assert call.agent_id == agent_id_for("1001")
         s.sim.hangup(second)
         await s.call_state(second, "ended")
+
+
+async def test_overflow_moves_a_caller_no_skilled_agent_can_take(sqlite_lianxin):
+    import dataclasses
+
+    from telephony_adapter.stasis.config import load
+
+    cfg = load()
+    quick = tuple(dataclasses.replace(q, overflow_after_s=30) if q.name == "repair" else q
+                  for q in cfg.queues)
+    lx = sqlite_lianxin
+    staff(lx, "1002")  # no repair skill: general calls only
+    start = lx.app.max_position()
+    async with stack(lx, config=dataclasses.replace(cfg, queues=quick)) as s:
+        s.sim.register_endpoint("PJSIP/1002", AnswerAfter(delay=1))
+        ch = s.sim.place_call()
+        await s.call_state(ch, "ivr")
+        await s.sim.press(ch, "11")  # repair menu, then the repair queue
+        await s.until(lambda: s.call(ch).queue == "repair", what="repair queue")
+        call = await s.call_state(ch, "connected", timeout=20)
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+    queued = [e for e in events_since(lx, start) if type(e).__qualname__ == "Call.Queued"]
+    assert [e.queue for e in queued] == ["repair", "general"]
+    waited = (queued[1].occurred_at - queued[0].occurred_at).total_seconds()
+    assert 30 <= waited < 40
+    assert call.agent_id == agent_id_for("1002")
+
+
+async def test_self_service_work_order_status_by_keypad(sqlite_lianxin):
+    from telephony_adapter.stasis.selfservice import SelfServiceDesk
+
+    asked = []
+
+    def status(lianxin, number):
+        asked.append(number)
+        return {"status": "dispatched"}
+
+    lx = sqlite_lianxin
+    desk = SelfServiceDesk(lx, lookups={"work_order_status": status})
+    start = lx.app.max_position()
+    async with stack(lx, self_service=desk) as s:
+        ch = s.sim.place_call()
+        await s.call_state(ch, "ivr")
+        await s.sim.press(ch, "21")  # self-service menu, work-order status
+        await s.sim.sleep(1)
+        await s.sim.press(ch, "2026#")
+        await s.until(lambda: s.call(ch).self_service == ["work_order_status"], what="lookup")
+        await s.until(lambda: any("status-dispatched" in str(r) for r in s.sim.requests),
+                      what="status played")
+        s.sim.hangup(ch)
+        call = await s.call_state(ch, "ended", "abandoned")
+    assert asked == ["2026"]
+    used = [e for e in events_since(lx, start) if type(e).__qualname__ == "Call.SelfServiceUsed"]
+    assert (used[0].service, used[0].reference, used[0].result) == (
+        "work_order_status", "2026", "dispatched")
+    # served by self-service: hanging up afterwards is not an abandon
+    assert call.state.value == "ended" and call.hung_up_by == "caller"
+
+
+async def test_silence_and_wrong_keys_end_with_an_agent(sqlite_lianxin):
+    lx = sqlite_lianxin
+    start = lx.app.max_position()
+    async with stack(lx) as s:
+        ch = s.sim.place_call()
+        await s.call_state(ch, "ivr")
+        await s.sim.press(ch, "7")  # not an option: the menu is replayed
+        # then silence: one more replay, then the retries are exhausted
+        call = await s.call_state(ch, "queued", timeout=20)
+        s.sim.hangup(ch)
+        await s.call_state(ch, "abandoned")
+    assert call.queue == "general"
+    evs = names(events_since(lx, start), "Call.")
+    assert evs[:3] == ["Call.Offered", "Call.IvrEntered", "Call.Queued"]
+    assert any("option-is-invalid" in str(r) for r in s.sim.requests)
+    assert any("please-try-again" in str(r) for r in s.sim.requests)
+
+
+async def test_a_bridge_lost_while_disconnected_is_rebuilt_and_the_call_goes_on(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=1))
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        call = await s.call_state(ch, "connected", timeout=15)
+        await s.until(lambda: s.call(ch).recordings, what="recording")
+        bridge = f"call-{ch}"
+        await s.sim.drop_websockets()
+        s.sim.core.destroy_bridge(bridge)  # unseen: nobody is listening
+        await s.until(lambda: s.app.stats["reconnects"] >= 1, what="reconnect")
+        await s.until(lambda: bridge in s.sim.core.bridges
+                      and set(s.sim.core.bridges[bridge].channels) == {ch, call.leg_id},
+                      what="bridge rebuilt")
+        await s.until(lambda: len(s.call(ch).recordings) == 2, what="new recording")
+        first = s.call(ch).recordings[f"call-{ch}-1"]
+        assert first["stopped_at"] is not None
+        assert s.call(ch).state.value == "connected"
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
