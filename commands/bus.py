@@ -4,11 +4,12 @@ commands that arrive together in one transaction.
 Why batching: SQLite fsyncs every commit and PostgreSQL serialises writers on
 a table lock, so one commit per command caps a busy center at the disk's
 commit rate. Commands that arrive while a commit is in progress queue up; one
-caller at a time is the *leader* and runs everything queued against one unit
-of work, committing it once ("flat combining"). The others sleep on their own
-event until their command is done, or until the leader hands leadership to
-them. Every caller returns only after its own events are durable: an
-acknowledged command is never lost.
+thread at a time is the *leader* and runs everything queued against one unit
+of work, committing it once ("flat combining"). A lone caller leads itself;
+under load a drainer thread leads (see ``_submit``). Every caller returns
+only after its own events are durable: an acknowledged command is never lost.
+Blocking callers use ``execute``/``execute_many``; event loops use
+``execute_async`` (or ``submit`` for a concurrent future).
 
 Why a write cache of live aggregates: reloading (a query) and deep-copying
 (the library's guard against a half-applied command) an agent that has
@@ -19,18 +20,18 @@ hands them to handlers without a copy, which is safe because:
 * only the leader touches the cache;
 * a handler that fails with a domain error has, by the domain's rule, changed
   nothing (checked: no new event, no version change, and the error was not
-  raised from inside an event's ``apply``), so the batch carries on;
+  raised from inside an event's ``mutate``), so the batch carries on;
 * any other failure evicts every aggregate of the unit of work and the batch
   is re-run from the store without the failed command;
 * another process may have written an aggregate since it was cached. A stale
   aggregate can only cause (a) events with versions that already exist, which
   the store refuses (IntegrityError): the batch's aggregates are evicted and
-  each command is retried alone on fresh state; or (b) a domain error that
-  fresh state would not give: on a domain error the bus asks the store
-  whether the aggregates are behind, and if so re-runs on fresh state.
+  the batch is re-run once on fresh state, then each command alone; or (b) a
+  domain error that fresh state would not give: on a domain error the bus asks
+  the store whether the aggregates are behind, and if so re-runs on fresh state.
 
-A handler that raises leaves no trace; a batch that meets a conflict is re-run
-one command at a time with fresh state, retried a few times.
+A handler that raises leaves no trace; a command that keeps meeting another
+writer's changes is reported as a ConcurrencyConflict, never half-applied.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import Future
-from _thread import allocate_lock as _allocate_lock
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections import OrderedDict, deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Iterable, TypeVar

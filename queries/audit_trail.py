@@ -89,7 +89,9 @@ class ChainSource:
     def positions_of(self, originator_ids: Iterable[UUID]) -> list[int]:
         raise NotImplementedError
 
-    def positions_between_times(self, lo_us: int | None, hi_us: int | None) -> list[int]:
+    def positions_between_times(self, lo_us: int | None, hi_us: int | None,
+                                after: int = 0) -> list[int]:
+        """Positions (> ``after``) of records whose source time is in [lo_us, hi_us)."""
         raise NotImplementedError
 
     def occurred_us_at(self, positions: Sequence[int]) -> dict[int, int | None]:
@@ -179,9 +181,10 @@ class SQLiteChainSource(ChainSource):
                 f"SELECT rowid FROM {self.table} WHERE originator_id = ?", (oid.hex,))]
         return sorted(out)
 
-    def positions_between_times(self, lo_us: int | None, hi_us: int | None) -> list[int]:
-        sql = f"SELECT position FROM {self.chain} WHERE occurred_us IS NOT NULL"
-        args: list[int] = []
+    def positions_between_times(self, lo_us: int | None, hi_us: int | None,
+                                after: int = 0) -> list[int]:
+        sql = f"SELECT position FROM {self.chain} WHERE occurred_us IS NOT NULL AND position > ?"
+        args: list[int] = [after]
         if lo_us is not None:
             sql += " AND occurred_us >= ?"
             args.append(lo_us)
@@ -274,11 +277,12 @@ class PostgresChainSource(ChainSource):
                                   "= ANY(%s)", t=self.table), (list(originator_ids),))
         return sorted(r[0] for r in rows)
 
-    def positions_between_times(self, lo_us: int | None, hi_us: int | None) -> list[int]:
+    def positions_between_times(self, lo_us: int | None, hi_us: int | None,
+                                after: int = 0) -> list[int]:
         rows = self._rows(self._q(
-            "SELECT position FROM {schema}.{t} WHERE occurred_us IS NOT NULL AND "
-            "(%s::bigint IS NULL OR occurred_us >= %s) AND (%s::bigint IS NULL OR occurred_us < %s)",
-            t=self.chain), (lo_us, lo_us, hi_us, hi_us))
+            "SELECT position FROM {schema}.{t} WHERE occurred_us IS NOT NULL AND position > %s "
+            "AND (%s::bigint IS NULL OR occurred_us >= %s) AND (%s::bigint IS NULL OR "
+            "occurred_us < %s)", t=self.chain), (after, lo_us, lo_us, hi_us, hi_us))
         return sorted(r[0] for r in rows)
 
     def occurred_us_at(self, positions: Sequence[int]) -> dict[int, int | None]:

@@ -72,39 +72,64 @@ def work_order_as_of(lianxin: Any, work_order_id: UUID, at: datetime) -> dict[st
     return aggregate_as_of(lianxin, work_order_id, at, kind=WorkOrder, what="work order")
 
 
-def events_as_of(lianxin: Any, at: datetime) -> list[Any]:
-    """Every event that occurred by ``at``, in log order (found through the
-    chain table's source-time index, decoded by the application's mapper)."""
-    from commands.event_store import occurred_us
+def _decode_all(lianxin: Any, records: list[tuple[int, Any, int, str, bytes]]) -> list[Any]:
     from eventsourcing.persistence import StoredEvent
 
-    _require_aware(at)
-    src = chain_source(lianxin)
-    try:
-        positions = src.positions_between_times(None, occurred_us(at.isoformat()) + 1)
-        records = src.records_at(positions) if positions else []
-    finally:
-        src.close()
     mapper = lianxin.app.mapper
     out = []
     for _pos, oid, version, topic, state in records:
-        oid = oid if isinstance(oid, UUID) else UUID(oid)
+        oid = oid if isinstance(oid, UUID) else UUID(str(oid))
         out.append(mapper.to_domain_event(StoredEvent(oid, version, topic, state)))
     return out
 
 
-def wallboard_as_of(lianxin: Any, at: datetime, *, threshold_s: int | None = None
-                    ) -> dict[str, Any]:
-    from projections.wallboard import wallboard_as_of as fold_wallboard
+def events_as_of(lianxin: Any, at: datetime, after: int = 0) -> list[Any]:
+    """Every event after position ``after`` that occurred by ``at``, in log
+    order (found through the chain table's source-time index)."""
+    from commands.event_store import occurred_us
 
+    _require_aware(at)
+    src = chain_source(lianxin)
+    try:
+        positions = src.positions_between_times(None, occurred_us(at.isoformat()) + 1, after)
+        records = src.records_at(positions) if positions else []
+    finally:
+        src.close()
+    return _decode_all(lianxin, records)
+
+
+def wallboard_as_of(lianxin: Any, at: datetime, *, threshold_s: int | None = None,
+                    use_snapshots: bool = True) -> dict[str, Any]:
+    """The live wallboard's fold and picture over the events that occurred by
+    ``at``; starts from a snapshot when one qualifies (same answer, less work:
+    see queries/wallboard_snapshots.py)."""
+    from zoneinfo import ZoneInfo
+
+    from commands.event_store import occurred_us
+    from projections.wallboard import MemoryWallboardStore, fold, render
+    from queries import wallboard_snapshots
+
+    _require_aware(at)
     settings = lianxin.settings
     threshold = (getattr(settings, "service_level_threshold_s", 20)
                  if threshold_s is None else threshold_s)
-    if not isinstance(threshold, int) or threshold < 0:
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
         raise InvalidValue("threshold_s must be a whole number of seconds >= 0",
                            field="threshold_s")
-    return fold_wallboard(events_as_of(lianxin, at), at=at, timezone=settings.timezone,
-                          threshold_s=threshold)
+    at_us = occurred_us(at.isoformat())
+    assert at_us is not None
+    src = chain_source(lianxin)
+    try:
+        snapshot = wallboard_snapshots.usable(lianxin, at_us, src) if use_snapshots else None
+        after, store = snapshot if snapshot is not None else (0, MemoryWallboardStore())
+        positions = src.positions_between_times(None, at_us + 1, after)
+        records = src.records_at(positions) if positions else []
+    finally:
+        src.close()
+    tz = ZoneInfo(settings.timezone)
+    for event in _decode_all(lianxin, records):
+        fold(store, event, tz)
+    return render(store, at=at, tz=tz, threshold_s=threshold)
 
 
 def parse_instant(text: str, field: str = "timestamp") -> datetime:

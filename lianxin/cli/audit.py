@@ -222,6 +222,17 @@ def register(root: typer.Typer) -> None:
                     return
                 time.sleep(every)
 
+    @audit.command("snapshot-wallboard")
+    def audit_snapshot_wallboard(every: int = typer.Option(10_000, "--every", min=1,
+                                                           help="positions between snapshots")
+                                 ) -> None:
+        """Add wallboard snapshots (a cache that speeds up /as-of/.../wallboard)."""
+        from queries.wallboard_snapshots import build as build_snapshots
+
+        with _Session() as lx:
+            made = build_snapshots(lx, every)
+        typer.echo(f"added {made} wallboard snapshot(s)")
+
     @audit.command("check-anchor")
     def audit_check_anchor(anchors: Optional[Path] = typer.Option(None, "--file",
                                                                   help="anchors file (JSON lines)"),

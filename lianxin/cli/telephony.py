@@ -120,6 +120,20 @@ async def _stop_http(server: Any, task: asyncio.Task) -> None:
         await asyncio.wait_for(task, 5)
 
 
+def live_calls_of(lx: Any) -> Any:
+    """What the store believes is live, from the read models brought up to
+    date first (the Stasis app ends those whose channel is gone)."""
+    def read() -> list[tuple[Any, str]]:
+        from uuid import UUID
+
+        from queries.calls import live_calls
+
+        lx.read_models().run_once()
+        return [(UUID(str(c["call_id"])), str(c["external_id"])) for c in live_calls(lx)]
+
+    return read
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,7 +150,7 @@ async def _serve_asterisk(lx: Any, cfg: Any, ari_url: str, app: str, user: str,
 
     client = AriClient(ari_url, app, user, password)
     stasis = StasisApp(lx.commands, client, cfg, app_name=app,
-                       self_service=SelfServiceDesk(lx))
+                       self_service=SelfServiceDesk(lx), known_live_calls=live_calls_of(lx))
     lx.parts["telephony"] = stasis
     http = await _http(lx, host, port) if port else None
     stop = asyncio.Event()
@@ -247,7 +261,8 @@ async def _demo(lx: Any, cfg: Any, *, speed: float, hours: float, start_hour: fl
                            backoff_initial=0.05, backoff_max=1.0)
         stasis = StasisApp(lx.commands, client, cfg, app_name=sim.app, clock=sim.clock.now,
                            self_service=SelfServiceDesk(lx),
-                           auto_ready_after_s=AGENT_WRAP_UP_S + 5, tick_s=0.02)
+                           auto_ready_after_s=AGENT_WRAP_UP_S + 5, tick_s=0.02,
+                           known_live_calls=live_calls_of(lx))
         lx.parts["telephony"] = stasis
         server, server_task, bound = await _http(lx, host, port)
         runner = asyncio.create_task(stasis.run(client.events(raw=True)))

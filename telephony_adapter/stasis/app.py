@@ -55,7 +55,8 @@ class StasisApp:
                  app_name: str = "lianxin", control: bool = True,
                  clock: Callable[[], datetime] | None = None,
                  self_service: Any = None, auto_ready_after_s: float | None = None,
-                 tick_s: float | None = None) -> None:
+                 tick_s: float | None = None,
+                 known_live_calls: Callable[[], list[tuple[Any, str]]] | None = None) -> None:
         self.service = service
         self.rest = rest
         self.config = config
@@ -67,6 +68,10 @@ class StasisApp:
         self.stats = {"events": 0, "duplicates": 0, "commands": 0, "rejected": 0,
                       "reconnects": 0, "reconciled": 0, "busy_s": 0.0}
         self.asterisk_started: str | None = None
+        # (call id, caller channel) of calls the store believes live, read at
+        # start-up: those whose channel is gone ended while no adapter ran
+        self.known_live_calls = known_live_calls
+        self.running = False  # in run(): lanes, commits not awaited by the lanes
         self._pending: list[tuple[list[m.Command], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stasis-store")
@@ -81,21 +86,45 @@ class StasisApp:
                                  **({"tick_s": tick_s} if tick_s else {}))
 
     # -- commands --------------------------------------------------------------
-    async def submit(self, commands: list[m.Command]) -> list[Any]:
-        """Submit commands and wait until they are durable.
+    async def submit(self, commands: list[m.Command], *, wait: bool = True) -> list[Any]:
+        """Submit commands; with ``wait`` (the default) return once they are
+        durable, with their outcomes.
 
         Commands from every lane that arrive while a commit is under way
         wait and go together in the next ``handle_many`` on one worker
         thread: one commit for many calls, and a single thread in the write
         path (threads spinning on the bus's lock cost the event loop more in
-        GIL hand-overs than the commits themselves)."""
+        GIL hand-overs than the commits themselves). Submission order is
+        commit order, so a lane that does not wait (``wait=False``: facts
+        Asterisk reported, decisions nothing else depends on) still has its
+        commands applied in order."""
         if not commands:
             return []
+        commands = list(commands)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((list(commands), future))
+        self._pending.append((commands, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        if not wait:
+            future.add_done_callback(lambda f: self._account(commands, f))
+            return []
         results = await future
+        self._check(commands, results)
+        return results
+
+    def _account(self, commands: list[m.Command], future: asyncio.Future) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            log.error("commands %s failed: %r", [type(c).__name__ for c in commands],
+                      future.exception())
+            return
+        try:
+            self._check(commands, future.result())
+        except BaseException as exc:  # noqa: BLE001 - nobody awaits: say it
+            log.error("command failed: %r", exc)
+
+    def _check(self, commands: list[m.Command], results: list[Any]) -> None:
         for cmd, res in zip(commands, results):
             if isinstance(res, DomainError):
                 # The domain refusing a fact Asterisk reported means our view
@@ -108,7 +137,6 @@ class StasisApp:
                 raise res
             else:
                 self.stats["commands"] += 1
-        return results
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,10 +199,13 @@ class StasisApp:
         calls' commits overlap, so the command bus commits them together
         instead of paying one disk flush per event."""
         await self.snapshot_asterisk()
+        if self.known_live_calls is not None:
+            await self.close_orphans(await self.read(self.known_live_calls))
         if self.flow is not None:
             await self.flow.start()
         if on_start is not None:
             await on_start()
+        self.running = True
         try:
             async for event in events:
                 try:
@@ -182,6 +213,7 @@ class StasisApp:
                 except Exception:  # noqa: BLE001 - one bad event must not stop the center
                     log.exception("failed on ARI event %r", getattr(event, "type", event))
         finally:
+            self.running = False
             for lane in list(self._lanes.values()):
                 lane.cancel()
             if self.flow is not None:
@@ -227,7 +259,7 @@ class StasisApp:
                 out = await queue.get()
                 started = time.perf_counter()
                 try:
-                    await self._apply(out)
+                    await self._apply(out, wait=False)
                 except Exception:  # noqa: BLE001
                     log.exception("failed applying ARI event effects for %s", key)
                 finally:
@@ -243,8 +275,8 @@ class StasisApp:
             self._lanes.pop(key, None)
             raise
 
-    async def _apply(self, out: Translation) -> None:
-        await self.submit(out.commands)
+    async def _apply(self, out: Translation, *, wait: bool = True) -> None:
+        await self.submit(out.commands, wait=wait)
         if self.flow is not None:
             for signal in out.signals:
                 try:
@@ -254,9 +286,28 @@ class StasisApp:
 
     async def drain(self) -> None:
         """Wait until every lane has applied what it was given."""
-        while self._queues:
+        while self._queues or self._pending or (self._flusher and not self._flusher.done()):
             await asyncio.gather(*(q.join() for q in list(self._queues.values())))
+            if self._flusher is not None and not self._flusher.done():
+                await asyncio.shield(self._flusher)
             await asyncio.sleep(0)
+
+    async def close_orphans(self, live: list[tuple[Any, str]]) -> int:
+        """Calls the store still shows live from before this adapter started:
+        those whose channel Asterisk no longer has are ended with a cause.
+        (A channel still up is left alone: it may be another adapter's.)"""
+        if not live:
+            return 0
+        channels = await self.rest.request("GET", "/channels") or []
+        up = {str(c.get("id")) for c in channels if isinstance(c, dict)}
+        now = self.clock()
+        cmds = [m.EndCall(call_id=call_id, hung_up_by="system",
+                          cause="lost: channel gone while no telephony adapter was running",
+                          occurred_at=now, command_id=f"orphan:{external_id}", actor="asterisk")
+                for call_id, external_id in live if external_id not in up]
+        await self.submit(cmds)
+        self.stats["reconciled"] += len(cmds)
+        return len(cmds)
 
     # -- reconnect -------------------------------------------------------------
     async def snapshot_asterisk(self) -> str | None:

@@ -147,7 +147,9 @@ class CallFlow:
             return exc
 
     async def submit(self, *cmds: m.Command) -> list[Any]:
-        return await self.app.submit(list(cmds))
+        # decisions are recorded in order without holding the call up for the
+        # disk; the control surface, which reports outcomes, waits instead
+        return await self.app.submit(list(cmds), wait=not self.app.running)
 
     # -- agents from the event log ---------------------------------------------
     async def follow_agents(self) -> None:

@@ -121,3 +121,28 @@ def test_http_as_of_routes(lianxin):
     assert client.get("/audit/verify", params={"from": 0}).status_code == 422
     with pytest.raises(InvalidValue):
         wallboard_as_of(lianxin, at(16).replace(tzinfo=None))
+
+
+def test_snapshots_give_the_same_wallboards_even_with_late_events(lianxin):
+    from queries import wallboard_snapshots
+    from queries.audit_trail import chain_source
+    from commands.event_store import occurred_us
+
+    for _t, step in _steps(lianxin.commands):
+        step()
+    # Recorded last, but it happened at 50 s: a late event.
+    late = lianxin.commands.handle(m.OfferCall(external_id="late", dialed_number="95598",
+                                               occurred_at=at(50))).aggregate_id
+    lianxin.commands.handle(m.QueueCall(call_id=late, queue="power", occurred_at=at(51)))
+    assert wallboard_snapshots.build(lianxin, every=4) >= 5
+    moments = [9, 12.5, 16, 22, 30, 44, 52, 60, 80, 94, 200, 400]
+    for moment in moments:
+        plain = wallboard_as_of(lianxin, at(moment), use_snapshots=False)
+        assert wallboard_as_of(lianxin, at(moment)) == plain, moment
+    assert wallboard_as_of(lianxin, at(60))["totals"]["waiting"] == 2  # c and the late call
+    src = chain_source(lianxin)
+    try:
+        used = wallboard_snapshots.usable(lianxin, occurred_us(at(94).isoformat()), src)
+    finally:
+        src.close()
+    assert used is not None and used[0] >= 20  # the fast path was taken

@@ -319,3 +319,22 @@ def test_a_cold_writer_loads_a_batch_in_one_query_with_the_same_results(settings
             b.close()
     finally:
         a.close()
+
+
+def test_a_submitted_command_cancelled_before_it_starts_leaves_no_trace(sqlite_lianxin):
+    bus = sqlite_lianxin.commands.bus
+    gate = Gate()
+    first = offer("first")
+    leader, box = run_in_thread(bus.execute, gate.wrap(handler_for(first)), first)
+    assert gate.entered.wait(5)
+    ivr = m.EnterIvr(call_id=call_id_for("nope"), menu="main")
+    kept = bus.submit(handler_for(first), offer("kept"))
+    dropped = bus.submit(handler_for(first), offer("dropped"))
+    failing = bus.submit(handler_for(ivr), ivr)
+    assert dropped.cancel()
+    gate.release.set()
+    leader.join(10)
+    assert kept.result(10).aggregate_id == call_id_for("kept")
+    assert isinstance(failing.exception(10), NotFound)
+    assert stored_events(sqlite_lianxin.app, call_id_for("dropped")) == []
+    assert len(stored_events(sqlite_lianxin.app, call_id_for("kept"))) == 1

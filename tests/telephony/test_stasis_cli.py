@@ -100,3 +100,34 @@ async def test_telephony_run_reports_a_refused_login(sqlite_lianxin):
             await _serve_asterisk(sqlite_lianxin, load(), sim.base_url, sim.app, sim.username,
                                   "wrong", "127.0.0.1", None)
     assert exit_.value.exit_code == 1
+
+
+async def test_calls_left_open_by_a_stopped_adapter_are_closed_at_start(sqlite_lianxin):
+    import asyncio
+
+    from lianxin.cli.telephony import _serve_asterisk
+    from telephony_adapter.simulator import run_simulator
+    from telephony_adapter.stasis.config import load
+    from tests.telephony.stack import Stack
+
+    lx = sqlite_lianxin
+    async with run_simulator() as sim:
+        first = asyncio.create_task(_serve_asterisk(lx, load(), sim.base_url, sim.app,
+                                                    sim.username, sim.password, "127.0.0.1",
+                                                    None))
+        await sim.wait_for_app()
+        s = Stack(sim, lx.parts["telephony"], None, lx)
+        ch = sim.place_call()
+        await s.call_state(ch, "ivr")
+        first.cancel()  # the adapter stops with the call open ...
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        sim.hangup(ch)  # ... and the caller leaves meanwhile
+        second = asyncio.create_task(_serve_asterisk(lx, load(), sim.base_url, sim.app,
+                                                     sim.username, sim.password, "127.0.0.1",
+                                                     None))
+        call = await s.call_state(ch, "ended", "abandoned")
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    assert call.hung_up_by == "system"

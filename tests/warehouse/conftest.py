@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -66,8 +65,3 @@ def small_day_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     finally:
         lx.close()
 
-
-def fresh_small_day(home: Path) -> Any:
-    lx = build(make_settings(home))
-    build_small_day(lx.commands)
-    return lx

@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from bench.warehouse import fill_store
 from lianxin.wiring import build
