@@ -57,13 +57,10 @@ LINK = struct.Struct(">Q32s")
 def _event_classes(extra_topics: Iterable[str] = ()) -> dict[str, type]:
     from eventsourcing.utils import get_topic, resolve_topic
 
-    from domain.access_log import AccessLog
-    from domain.agent import Agent
-    from domain.call import Call
-    from domain.work_order import WorkOrder
+    from commands.application import CallCenter
 
     found: dict[str, type] = {}
-    for agg in (Call, Agent, WorkOrder, AccessLog):
+    for agg in CallCenter.aggregate_types:
         for value in vars(agg).values():
             if isinstance(value, type) and issubclass(value, agg.Event) and value is not agg.Event \
                     and dataclasses.is_dataclass(value) and value.__qualname__.startswith(agg.__name__):

@@ -11,6 +11,13 @@ Every event goes, in arrival order, through:
    writes events itself);
 3. the flow (IVR, ACD, survey), which reacts with ARI requests.
 
+Steps 2-3 run in the call's own lane (``run``): a call's events stay in
+order, different calls proceed side by side, and the commands of all lanes
+are committed together by one writer in submission order. Lanes do not wait
+for the disk before reacting to the next event: what Asterisk reported has
+happened whether or not it is stored yet, and the deterministic command ids
+make a re-run after a crash harmless.
+
 After a ``Reconnected`` marker from the client, the app reconciles with
 ``GET /channels`` and ``GET /bridges``: calls whose channels vanished while
 the stream was down are ended with a cause that says so, and if Asterisk's

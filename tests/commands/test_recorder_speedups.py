@@ -1,0 +1,217 @@
+"""The fast insert paths store exactly what the library's recorders store (same
+rows, same payload bytes, same positions, same audit chain), report the real
+positions even with writers racing, and keep SQLite durable."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import NAMESPACE_URL, uuid5
+
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+from commands import recorder_speedups as rs
+from commands.event_store import (
+    ChainedPostgresApplicationRecorder,
+    ChainedSQLiteApplicationRecorder,
+)
+from tests.conftest import PG_HOST, PG_PORT, make_settings
+
+
+def batch(tag: str, n: int, first_version: int = 1) -> list[StoredEvent]:
+    """n events over a few aggregates, with payloads that carry a source time
+    and non-ASCII text, so the chain's byte rule and the bytes both matter."""
+    out = []
+    for i in range(n):
+        oid = uuid5(NAMESPACE_URL, f"{tag}/{i % 3}")
+        state = (b'{"occurred_at":{"_type_":"datetime_iso","_data_":"2026-11-23T08:%02d:00+08:00"}'
+                 b',"summary":"\xe6\x8a\xa5\xe4\xbf\xae %d"}' % (i % 60, i))
+        out.append(StoredEvent(originator_id=oid, originator_version=first_version + i // 3,
+                               topic="domain.call:Call.Offered", state=state))
+    return out
+
+
+def sqlite_recorder(path: Path, cls: type) -> Any:
+    recorder = cls(SQLiteDatastore(db_name=str(path), lock_timeout=30))
+    recorder.create_table()
+    return recorder
+
+
+def sqlite_rows(path: Path) -> tuple[list[tuple], list[tuple]]:
+    with sqlite3.connect(path) as db:
+        events = db.execute("SELECT rowid, originator_id, originator_version, topic, state "
+                            "FROM stored_events ORDER BY rowid").fetchall()
+        chain = db.execute("SELECT * FROM stored_events_chain ORDER BY position").fetchall()
+    return events, chain
+
+
+# -- SQLite ------------------------------------------------------------------
+def test_sqlite_fast_path_stores_the_same_rows_positions_and_chain(tmp_path: Path) -> None:
+    plain = sqlite_recorder(tmp_path / "plain.sqlite", ChainedSQLiteApplicationRecorder)
+    fast = sqlite_recorder(tmp_path / "fast.sqlite", rs.FastChainedSQLiteApplicationRecorder)
+    for k, n in enumerate([1, 7, 30, 2]):
+        events = batch(f"b{k}", n)
+        assert fast.insert_events(events) == plain.insert_events(events)
+    plain_rows, fast_rows = sqlite_rows(tmp_path / "plain.sqlite"), sqlite_rows(tmp_path / "fast.sqlite")
+    assert fast_rows == plain_rows
+    assert len(fast_rows[0]) == 40 and len(fast_rows[1]) == 40
+
+
+def test_sqlite_duplicate_version_rolls_the_whole_batch_back(tmp_path: Path) -> None:
+    fast = sqlite_recorder(tmp_path / "e.sqlite", rs.FastChainedSQLiteApplicationRecorder)
+    fast.insert_events(batch("x", 3))
+    clash = batch("y", 4) + batch("x", 1)  # the last one repeats a stored version
+    with pytest.raises(IntegrityError):
+        fast.insert_events(clash)
+    events, chain = sqlite_rows(tmp_path / "e.sqlite")
+    assert [r[0] for r in events] == [1, 2, 3] and [r[0] for r in chain] == [1, 2, 3]
+    assert fast.insert_events(batch("z", 2)) == [4, 5]
+
+
+def test_sqlite_positions_are_right_with_writers_racing(tmp_path: Path) -> None:
+    """Two datastores (as two processes would have) insert batches at once;
+    every reported position is the rowid the row really got."""
+    path = tmp_path / "race.sqlite"
+    recorders = [sqlite_recorder(path, rs.FastChainedSQLiteApplicationRecorder)
+                 for _ in range(2)]
+    reported: dict[tuple[str, int], int] = {}
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        for k in range(25):
+            events = batch(f"w{w}-{k}", 6)
+            ids = recorders[w].insert_events(events)
+            with lock:
+                for e, i in zip(events, ids):
+                    reported[(e.originator_id.hex, e.originator_version)] = i
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events, chain = sqlite_rows(path)
+    assert len(events) == 300
+    assert {(oid, v): rowid for rowid, oid, v, _t, _s in events} == reported
+    assert [r[0] for r in chain] == list(range(1, 301))
+
+
+def test_sqlite_positions_read_back_when_rowids_are_not_sequential(tmp_path: Path) -> None:
+    """Once some row holds the largest rowid, SQLite picks free rowids at
+    random; the recorder must notice and read the real ones back."""
+    path = tmp_path / "random.sqlite"
+    fast = sqlite_recorder(path, rs.FastSQLiteApplicationRecorder)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic, "
+                   "state) VALUES (?, 'ffff', 1, 't', x'00')", (rs.MAX_ROWID,))
+    events = batch("r", 5)
+    ids = fast.insert_events(events)
+    with sqlite3.connect(path) as db:
+        real = [db.execute("SELECT rowid FROM stored_events WHERE originator_id=? AND "
+                           "originator_version=?", (e.originator_id.hex, e.originator_version)
+                           ).fetchone()[0] for e in events]
+    assert ids == real and rs.MAX_ROWID not in ids
+
+
+def test_sqlite_connections_cache_statements_and_sync_every_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+    connect = sqlite3.connect
+
+    def spy(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        seen.append(kwargs)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(rs.sqlite3, "connect", spy)
+    fast = sqlite_recorder(tmp_path / "c.sqlite", rs.FastChainedSQLiteApplicationRecorder)
+    fast.insert_events(batch("c", 2))
+    assert seen and all(k["cached_statements"] == rs.STATEMENT_CACHE for k in seen)
+    with fast.datastore.transaction(commit=False) as c:
+        c.execute("PRAGMA synchronous")
+        assert c.fetchone()[0] == 2  # FULL
+        c.execute("PRAGMA journal_mode")
+        assert c.fetchone()[0] == "wal"
+
+
+def test_the_settings_wire_the_fast_chained_recorder(tmp_path: Path) -> None:
+    from lianxin.wiring import build
+
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        assert type(lx.app.recorder) is rs.FastChainedSQLiteApplicationRecorder
+        assert isinstance(lx.app.recorder.datastore.pool, rs.CachingSQLiteConnectionPool)
+    finally:
+        lx.close()
+
+
+# -- PostgreSQL --------------------------------------------------------------
+@pytest.fixture
+def pg_recorders(pg_database: str) -> Iterator[Any]:
+    made: list[PostgresDatastore] = []
+
+    def make(cls: type, schema: str) -> Any:
+        import psycopg
+
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=pg_database,
+                             user=os.environ.get("LIANXIN_PG_USER", "postgres"),
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        ds = PostgresDatastore(pg_database, PG_HOST, PG_PORT,
+                               os.environ.get("LIANXIN_PG_USER", "postgres"), "",
+                               schema=schema, pool_size=2, lock_timeout=30,
+                               enable_db_functions=True)
+        made.append(ds)
+        recorder = cls(ds)
+        recorder.create_table()
+        return recorder
+
+    yield make
+    for ds in made:
+        ds.close()
+
+
+def pg_rows(recorder: Any) -> tuple[list[tuple], list[tuple]]:
+    schema = recorder.datastore.schema
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(f'SELECT notification_id, originator_id, originator_version, topic, state '
+                     f'FROM "{schema}".stored_events ORDER BY notification_id')
+        events = [(r["notification_id"], r["originator_id"], r["originator_version"],
+                   r["topic"], bytes(r["state"])) for r in curs.fetchall()]
+        curs.execute(f'SELECT * FROM "{schema}".stored_events_chain ORDER BY position')
+        chain = [(r["position"], r["occurred_us"], bytes(r["chain_hash"]))
+                 for r in curs.fetchall()]
+    return events, chain
+
+
+def test_postgres_fast_path_stores_the_same_rows_positions_and_chain(pg_recorders: Any) -> None:
+    plain = pg_recorders(ChainedPostgresApplicationRecorder, "plain")
+    fast = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "fast")
+    for k, n in enumerate([1, 7, 30, 2]):
+        events = batch(f"b{k}", n)
+        assert fast.insert_events(events) == plain.insert_events(events)
+    assert pg_rows(fast) == pg_rows(plain)
+    assert len(pg_rows(fast)[0]) == 40
+
+
+def test_postgres_fast_path_without_chain_matches_the_library(pg_recorders: Any) -> None:
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    plain = pg_recorders(PostgresApplicationRecorder, "lib")
+    fast = pg_recorders(rs.FastPostgresApplicationRecorder, "lib_fast")
+    for k, n in enumerate([3, 50]):
+        events = batch(f"l{k}", n)
+        assert fast.insert_events(events) == plain.insert_events(events)
+    def rows(recorder: Any) -> list[tuple]:
+        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                for n in recorder.select_notifications(1, 100)]
+
+    assert rows(fast) == rows(plain) and len(rows(fast)) == 53
+    with pytest.raises(IntegrityError):
+        fast.insert_events(batch("l9", 2) + batch("l0", 1))
+    assert fast.max_notification_id() == 53
