@@ -27,8 +27,10 @@ def f(name: str) -> str:
 
 
 # -- the batch ---------------------------------------------------------------
+# The batch goes straight into `events`; `batch` is then a view of the table's
+# tail (zone maps on position skip the rest), so payloads are written once.
 INSERT_BATCH = """
-CREATE OR REPLACE TEMP TABLE batch AS
+INSERT INTO events
 WITH raw AS (
     SELECT position, aggregate_id, aggregate_version, topic, aggregate_type, event_type, state,
            json_transform(state, '{"timestamp": {"_data_": "TIMESTAMPTZ"},
@@ -50,7 +52,7 @@ SELECT position,
        (CASE WHEN contains(state, '"pii"') THEN json_merge_patch(state, '{"pii": null}')
              ELSE state END) AS payload
 FROM raw;
-INSERT INTO events SELECT * FROM batch;
+CREATE OR REPLACE TEMP VIEW batch AS SELECT * FROM events WHERE position > $prev;
 """
 
 # -- agent state intervals ---------------------------------------------------

@@ -166,12 +166,13 @@ class Loader:
 
     def _apply(self, notifications: Sequence[Any], arrow_batch: Any) -> None:
         con = self.con
-        if int(notifications[0].id) <= self.position():
+        previous = self.position()
+        if int(notifications[0].id) <= previous:
             raise RuntimeError("batch does not follow the loader position")
         con.register("arrow_batch", arrow_batch)
         try:
             run(con, "BEGIN TRANSACTION")
-            run(con, facts.INSERT_BATCH)
+            run(con, facts.INSERT_BATCH.replace("$prev", str(previous)))
             self._agents(con)
             self._calls(con)
             self._work_orders(con)

@@ -231,6 +231,7 @@ class CallControl:
         async with self.flow.lock_for(view.external_id):
             leg.released = True
             await self.flow.ari("DELETE", f"/channels/{leg.channel}")
+            await self.flow.resync_agent(leg.employee_no)
         await self.unhold(call_id)
 
     # -- conference ------------------------------------------------------------------

@@ -172,6 +172,18 @@ class CallFlow:
             agent = await self.app.read(self.app.service.app.repository.get, agent_id)
             self._sync_agent(agent)
 
+    async def resync_agent(self, employee_no: str) -> None:
+        """Routing takes an agent back after we held them out of it (a
+        consultation that ended without a transfer)."""
+        from domain.agent import agent_id_for
+
+        try:
+            agent = await self.app.read(self.app.service.app.repository.get,
+                                        agent_id_for(employee_no))
+        except Exception:  # noqa: BLE001 - unknown agent: nothing to route
+            return
+        self._sync_agent(agent)
+
     def _sync_agent(self, agent: Agent) -> None:
         emp = agent.employee_no
         if agent.state == AgentState.READY and agent.endpoint:
@@ -401,8 +413,16 @@ class CallFlow:
         plan.agent_channel = channel if role == "agent" else plan.agent_channel
         return channel
 
+    async def _on_consult_ended(self, sig: Signal) -> None:
+        await self.resync_agent(sig.employee_no)
+
     async def _on_leg_failed(self, sig: Signal) -> None:
         plan = self._plan(sig.external_id)
+        view = self.tracker.calls.get(sig.external_id)
+        leg = view.legs.get(sig.channel) if view is not None else None
+        if leg is not None and leg.role == "consult":
+            await self.resync_agent(sig.employee_no)
+            return
         if plan is None:
             return
         if sig.detail and self.acd.ringing_agent(sig.external_id) == sig.employee_no:

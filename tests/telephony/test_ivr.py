@@ -158,3 +158,11 @@ def test_a_failing_lookup_is_heard_as_unavailable():
     desk = SelfServiceDesk(None, lookups={"work_order_status": broken})
     assert asyncio.run(desk("work_order_status", "1")).result.startswith("unavailable")
     assert asyncio.run(desk("outage_info", "1")).result == "unavailable"
+
+
+def test_the_work_orders_queries_are_used_when_present(sqlite_lianxin):
+    desk = SelfServiceDesk(sqlite_lianxin)
+    assert set(desk.lookups) == {"work_order_status", "outage_info"}
+    # nothing filed yet: an unknown number and an area without outages
+    assert asyncio.run(desk("work_order_status", "12345")).result == "not_found"
+    assert asyncio.run(desk("outage_info", "31")).result == "no_outage"

@@ -197,3 +197,26 @@ async def test_without_an_adapter_the_routes_answer_503(sqlite_lianxin):
         r = await http.post("/telephony/calls/x/hold")
         assert r.status_code == 503 and r.json()["code"] == "telephony-unavailable"
         assert (await http.get("/telephony/status")).status_code == 503
+
+
+async def test_a_cancelled_consultation_returns_the_caller_and_the_colleague(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        other = "1002" if call.agent_id == agent_id_for("1001") else "1001"
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
+        consult = r.json()["channel"]
+        await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
+        assert s.call(ch).state.value == "held"
+        r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
+        assert r.status_code == 200, r.text
+        back = await s.call_state(ch, "connected")
+        assert back.agent_id == call.agent_id
+        # the colleague is routable again: they take the next caller
+        nxt = s.sim.place_call(caller="2")
+        await s.call_state(nxt, "ivr")
+        await s.sim.press(nxt, "0")
+        taken = await s.call_state(nxt, "connected", timeout=15)
+        assert taken.agent_id == agent_id_for(other)
+        for c in (ch, nxt):
+            s.sim.hangup(c)
+            await s.call_state(c, "ended")
