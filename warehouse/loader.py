@@ -10,6 +10,7 @@ a new read-only catalog for readers (see ``warehouse.publish``).
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
     # only in reports, so the facts do not depend on LIANXIN_TZ.
     run(con, "SET TimeZone = 'UTC'")
     run(con, "SET checkpoint_threshold = '1GB'")
+    if os.environ.get('WH_THREADS'): run(con, f"SET threads = {os.environ['WH_THREADS']}")
     run(con, _schema_sql())
     found = run(con, "SELECT max(version) FROM schema_info")[0][0]
     if found is None:

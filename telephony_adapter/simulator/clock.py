@@ -17,6 +17,8 @@ class SimClock:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = float(speed)
+        if start is not None and start.tzinfo is None:
+            raise ValueError("start must carry a timezone offset")
         self._start = start or datetime.now(timezone.utc)
         self._t0 = time.monotonic()
 
@@ -29,7 +31,9 @@ class SimClock:
 
     def stamp(self) -> str:
         """Asterisk's timestamp format: ``2026-11-22T13:28:33.493+0000``."""
-        now = self.now()
+        # Asterisk stamps in UTC here (its zone on the traced box): convert, so a
+        # start given in +08:00 does not come out eight hours wrong.
+        now = self.now().astimezone(timezone.utc)
         return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
 
     async def sleep(self, seconds: float) -> None:

@@ -408,3 +408,14 @@ async def test_the_simulator_runs_as_its_own_process_with_generated_callers():
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
     assert proc.returncode == 0
+
+
+def test_sim_clock_stamps_are_utc_whatever_zone_the_day_starts_in():
+    from datetime import datetime, timedelta, timezone
+
+    from telephony_adapter.simulator.clock import SimClock
+
+    shanghai = timezone(timedelta(hours=8))
+    clock = SimClock(speed=1.0, start=datetime(2026, 11, 23, 9, 0, tzinfo=shanghai))
+    stamped = datetime.strptime(clock.stamp(), "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert abs(stamped - datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)) < timedelta(seconds=5)

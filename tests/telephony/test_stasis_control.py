@@ -171,6 +171,9 @@ async def test_hold_resume_and_force_hangup(sqlite_lianxin):
 async def test_bad_requests_are_problems_and_change_nothing(sqlite_lianxin):
     lx = sqlite_lianxin
     async with connected_call(lx, "1001") as (s, http, ch, call):
+        # The bridge recording starts just after the answer; let it land so
+        # that "nothing changed" below compares quiet positions.
+        await s.until(lambda: lx.app.repository.get(call.id).recordings, what="recording")
         before = lx.app.max_position()
         r = await http.post("/telephony/calls/00000000-0000-0000-0000-000000000000/hold")
         assert r.status_code == 404 and r.json()["status"] == 404
