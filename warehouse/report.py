@@ -180,8 +180,9 @@ def _fixed_offset(tz: str, lo: str | None, hi: str | None) -> int | None:
     return int(offsets.pop().total_seconds())
 
 
-def _relation(source: str, req: ReportRequest, clock: LocalTime, needs: set[str]) -> tuple[str, str]:
-    """(FROM clause yielding ts_local plus the dimension columns, extra WHERE)."""
+def _relation(source: str, req: ReportRequest, clock: LocalTime, needs: set[str]) -> str:
+    """A FROM item: the fact's rows with ts_utc / ts_local (the attributed
+    time) and the dimension columns the report needs."""
     if source == "call":
         base = "fact_call"
         if "next_call_gap_s" in needs:
@@ -197,16 +198,16 @@ def _relation(source: str, req: ReportRequest, clock: LocalTime, needs: set[str]
         meta = (", meta.as_of_time" if "as_of_time" in needs else "")
         return (f"(SELECT c.*{agent}{skill}{meta}, "
                 f"{clock.local(ts)} AS ts_local, ({ts}) AS ts_utc "
-                f"FROM {base} c{join}{', warehouse_meta meta' if meta else ''})", "")
+                f"FROM {base} c{join}{', warehouse_meta meta' if meta else ''})")
     if source == "leg":
         ts = ATTRIBUTION_COLUMN["leg"][req.attribution]
         return (f"(SELECT l.*, a.employee_no AS agent, a.team AS team, "
                 f"{clock.local(ts)} AS ts_local, ({ts}) AS ts_utc "
-                f"FROM fact_leg l LEFT JOIN dim_agent a ON a.agent_id = l.agent_id)", "")
+                f"FROM fact_leg l LEFT JOIN dim_agent a ON a.agent_id = l.agent_id)")
     if source == "work_order":
         return (f"(SELECT w.*, {clock.local('opened_at')} AS ts_local, opened_at AS ts_utc, "
                 f"meta.as_of_time "
-                f"FROM fact_work_order w, warehouse_meta meta)", "")
+                f"FROM fact_work_order w, warehouse_meta meta)")
     raise AssertionError(source)
 
 
@@ -253,7 +254,7 @@ def _source_query(source: str, kpis: list[Kpi], values: dict[str, dict[str, Any]
     needs = {n for k in kpis for n in k.needs}
     if any("as_of_time" in k.sql for k in kpis):
         needs.add("as_of_time")
-    rel, _ = _relation(source, req, clock, needs)
+    rel = _relation(source, req, clock, needs)
     where = ["ts_utc IS NOT NULL"]
     for bound, op in ((lo, ">="), (hi, "<")):
         if bound is None:

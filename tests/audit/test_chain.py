@@ -219,3 +219,22 @@ def test_database_and_reference_canonical_forms_agree_on_awkward_records(lianxin
 
     assert {p: leaf_of(canonical(*r)) for p, r in ((r[0], r) for r in records)} == leaves
     assert occurred_at_text(records[0][4]) == b"2026-11-23T17:00:00+08:00"
+
+
+def test_pages_read_ahead_do_not_blur_the_first_bad_position(lianxin):
+    """Verification reads pages ahead in reader threads; with small pages many
+    are in flight when the first bad one comes back, and the finding and the
+    verified range must still stop at the earliest tampering, not a later one."""
+    from queries.audit_trail import PAGE, _verify_slice, source_params
+
+    populate(lianxin, calls=6)
+    top = lianxin.app.max_position()
+    with raw_store(lianxin) as (db, events, chain, pos):
+        edit_payload(db, events, pos, 23, b"occurred_at", b"occurred_at ")
+        execute(db, f"DELETE FROM {chain} WHERE position = %s", (top - 3,))
+    for readers in (1, 3):
+        result = _verify_slice(source_params(lianxin), 0, top, page=2, readers=readers)
+        assert (result.finding.position, result.finding.kind) == (23, "altered")
+        assert (result.first, result.last, result.records) == (1, 22, 22)
+    whole = verify(lianxin, page=PAGE)
+    assert (whole.ok, whole.last, whole.finding.position) == (False, 22, 23)

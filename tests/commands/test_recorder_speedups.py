@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterator
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -18,8 +18,10 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from commands import recorder_speedups as rs
 from commands.event_store import (
+    GENESIS,
     ChainedPostgresApplicationRecorder,
     ChainedSQLiteApplicationRecorder,
+    chain_rows,
 )
 from tests.conftest import PG_HOST, PG_PORT, make_settings
 
@@ -51,6 +53,36 @@ def sqlite_rows(path: Path) -> tuple[list[tuple], list[tuple]]:
     return events, chain
 
 
+def assert_chain_recomputes(events: list[tuple], chain: list[tuple]) -> None:
+    """The stored chain is the one the audit rule gives for the stored rows."""
+    records = [(pos, UUID(str(oid)) if not isinstance(oid, UUID) else oid, v, t, bytes(s))
+               for pos, oid, v, t, s in events]
+    expected, _ = chain_rows(GENESIS, records)
+    assert [tuple(r) for r in chain] == [tuple(r) for r in expected]
+
+
+def race(recorders: list[Any], batches: int = 25, size: int = 6) -> dict[tuple[str, int], int]:
+    """Each recorder inserts batches from its own thread; returns the
+    positions each insert reported, by (aggregate id hex, version)."""
+    reported: dict[tuple[str, int], int] = {}
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        for k in range(batches):
+            events = batch(f"w{w}-{k}", size)
+            ids = recorders[w].insert_events(events)
+            with lock:
+                for e, i in zip(events, ids):
+                    reported[(e.originator_id.hex, e.originator_version)] = i
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(len(recorders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return reported
+
+
 # -- SQLite ------------------------------------------------------------------
 def test_sqlite_fast_path_stores_the_same_rows_positions_and_chain(tmp_path: Path) -> None:
     plain = sqlite_recorder(tmp_path / "plain.sqlite", ChainedSQLiteApplicationRecorder)
@@ -80,26 +112,12 @@ def test_sqlite_positions_are_right_with_writers_racing(tmp_path: Path) -> None:
     path = tmp_path / "race.sqlite"
     recorders = [sqlite_recorder(path, rs.FastChainedSQLiteApplicationRecorder)
                  for _ in range(2)]
-    reported: dict[tuple[str, int], int] = {}
-    lock = threading.Lock()
-
-    def writer(w: int) -> None:
-        for k in range(25):
-            events = batch(f"w{w}-{k}", 6)
-            ids = recorders[w].insert_events(events)
-            with lock:
-                for e, i in zip(events, ids):
-                    reported[(e.originator_id.hex, e.originator_version)] = i
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    reported = race(recorders)
     events, chain = sqlite_rows(path)
     assert len(events) == 300
     assert {(oid, v): rowid for rowid, oid, v, _t, _s in events} == reported
     assert [r[0] for r in chain] == list(range(1, 301))
+    assert_chain_recomputes(events, chain)
 
 
 def test_sqlite_positions_read_back_when_rowids_are_not_sequential(tmp_path: Path) -> None:
@@ -215,3 +233,43 @@ def test_postgres_fast_path_without_chain_matches_the_library(pg_recorders: Any)
     with pytest.raises(IntegrityError):
         fast.insert_events(batch("l9", 2) + batch("l0", 1))
     assert fast.max_notification_id() == 53
+
+
+def test_postgres_racing_writers_get_their_real_ids_and_one_unforked_chain(
+        pg_recorders: Any) -> None:
+    recorders = [pg_recorders(rs.FastChainedPostgresApplicationRecorder, "race")
+                 for _ in range(3)]
+    reported = race(recorders, batches=15, size=5)
+    events, chain = pg_rows(recorders[0])
+    assert len(events) == 225
+    assert {(oid.hex, v): n for n, oid, v, _t, _s in events} == reported
+    assert [r[0] for r in chain] == [r[0] for r in events]
+    assert_chain_recomputes(events, chain)
+
+
+def test_postgres_duplicate_version_leaves_events_and_chain_untouched(pg_recorders: Any) -> None:
+    fast = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "dup")
+    fast.insert_events(batch("x", 3))
+    with pytest.raises(IntegrityError):
+        fast.insert_events(batch("y", 4) + batch("x", 1))
+    events, chain = pg_rows(fast)
+    assert len(events) == 3 and len(chain) == 3
+    later = fast.insert_events(batch("z", 2))
+    events, chain = pg_rows(fast)
+    assert [r[0] for r in events[-2:]] == list(later)
+    assert_chain_recomputes(events, chain)
+
+
+def test_event_store_can_import_the_fast_bases_without_a_cycle() -> None:
+    """event_store.py is meant to take the Fast* classes as bases, so this
+    module must not import it at import time."""
+    import subprocess
+    import sys
+
+    code = ("import sys, commands.recorder_speedups as r; "
+            "assert 'commands.event_store' not in sys.modules; "
+            "assert r.FastChainedPostgresApplicationRecorder.__mro__[1] is "
+            "r.ChainInOnePlainTransaction; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "ok", out.stderr
