@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# A simulated day through the ARI simulator, the Stasis app, the API and the
+# live read models; then the DuckDB warehouse is loaded and the day's KPIs shown.
 run: $(STAMP)
 	$(BIN)/lianxin demo
+	$(BIN)/lianxin warehouse load
+	$(BIN)/lianxin kpi report --by queue --interval day \
+	  --kpi offered,answered,abandoned,service_level,asa_s,abandon_rate,aht_s
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
