@@ -16,6 +16,19 @@ the range can be split between worker processes (``workers``) that verify
 their slices independently: if every slice holds, the stored chain is exactly
 the chain recomputed from the first record.
 
+Within a slice, reader threads (each with its own connection) fetch the next
+pages' leaf digests while the caller chains the current page: on PostgreSQL
+the leaves are hashed by the server, so two readers keep two server processes
+busy beside the Python one; on SQLite the reading is Python under the GIL and
+one reader ahead is all that overlaps. The per-record floor in Python is two
+sha256 calls (leaf, then link), which with hashlib's per-call cost is already
+about 0.6x of one call per record: see bench/audit.py and docs/performance.md.
+
+The fast forms (SQL header on SQLite, the server's canonical bytes on
+PostgreSQL) only decide which pages need a closer look; the record-by-record
+check with ``commands.event_store.canonical`` names the finding, and a page
+where the fast form disagreed but the reference form holds is verified.
+
 A chain recomputed by someone who also rewrote the chain table passes this
 check; an anchor published earlier (queries/audit_anchors.py) does not.
 """

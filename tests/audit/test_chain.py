@@ -238,3 +238,34 @@ def test_pages_read_ahead_do_not_blur_the_first_bad_position(lianxin):
         assert (result.first, result.last, result.records) == (1, 22, 22)
     whole = verify(lianxin, page=PAGE)
     assert (whole.ok, whole.last, whole.finding.position) == (False, 22, 23)
+
+
+def test_a_page_the_fast_form_misjudges_is_settled_by_the_reference_form(lianxin, monkeypatch):
+    """The fast forms (SQL-built headers, server-side leaves) only pick the pages
+    to re-read; the record-by-record reference check decides. A fast digest
+    that disagrees with an untouched record must not be reported as tampering,
+    and the records after it must still be verified."""
+    import queries.audit_trail as audit_trail
+
+    populate(lianxin, calls=3)
+    top = lianxin.app.max_position()
+    for cls in (audit_trail.SQLiteChainSource, audit_trail.PostgresChainSource):
+        real = cls.leaf_digests
+
+        def skewed(self, lo, hi, real=real):
+            first, last, digests = real(self, lo, hi)
+            if first <= 6 <= last:
+                digests[6 - first] = bytes(32)
+            return first, last, digests
+
+        monkeypatch.setattr(cls, "leaf_digests", skewed)
+    result = verify(lianxin, page=4)
+    assert result.ok, result.finding
+    assert (result.first, result.last, result.records) == (1, top, top)
+    assert result.head == head(lianxin)[1]
+    # A real alteration behind the misjudged page is still found.
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        edit_payload(db, events, pos, 11, b"occurred_at", b"occurred_at ")
+    result = verify(lianxin, page=4)
+    assert (result.ok, result.finding.position, result.finding.kind, result.last) == (
+        False, 11, "altered", 10)

@@ -1,0 +1,25 @@
+"""bench/audit.py runs end to end on a small store and reports the goal's
+ceiling and the second baseline side by side (ratios only, no timings asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.audit import main, measure
+
+
+def test_bench_reports_both_baselines_and_the_verdicts(capsys):
+    res = measure("sqlite", 600, 1)
+    assert res["events"] >= 600
+    for key in ("ceiling_sha256_per_record_events_per_s", "chain_work_in_memory_events_per_s",
+                "read_and_sha256_events_per_s", "verify_1_worker_events_per_s",
+                "verify_parallel_events_per_s"):
+        assert res[key] > 0, key
+    assert res["goal_met"] == (max(res["verify_1_worker_ratio"],
+                                   res["verify_parallel_ratio"]) >= 0.5)
+    assert res["verify_1_worker_vs_read_and_sha256"] == pytest.approx(
+        res["verify_1_worker_events_per_s"] / res["read_and_sha256_events_per_s"], abs=0.02)
+    assert main(["--store", "sqlite", "--events", "300", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline 2: read rows + sha256 each" in out
+    assert "goal (verify >= 0.5x ceiling):" in out
