@@ -9,6 +9,7 @@ missing server is then a test failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -51,13 +52,13 @@ def require_nats() -> None:
     require_server("NATS", host, int(port))
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped after the test."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "lianxin_t") -> Iterator[str]:
+    """Create a PostgreSQL database for a test (or a module) and drop it after."""
     require_postgres()
     import psycopg
 
-    name = f"lianxin_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = dict(host=PG_HOST, port=PG_PORT, user=os.environ.get("LIANXIN_PG_USER", "postgres"),
                  dbname="postgres", autocommit=True)
     with psycopg.connect(**admin) as conn:
@@ -67,6 +68,13 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(**admin) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped after the test."""
+    with fresh_pg_database() as name:
+        yield name
 
 
 def make_settings(home: Path, store: str = "sqlite", pg_dbname: str = "test") -> Settings:
