@@ -314,10 +314,34 @@ WITH we AS (
            occurred_at AS ts,
            json_extract_string(payload, ['$.number', '$.type', '$.category', '$.channel', '$.priority',
                                          '$.call_id._data_', '$.customer_ref', '$.department',
-                                         '$.satisfaction', '$.deadlines.resolve._data_']) AS x
+                                         '$.satisfaction', '$.deadlines.resolve._data_',
+                                         '$.deadlines.dispatch._data_', '$.policy_version',
+                                         '$.task', '$.due_at._data_', '$.outcome']) AS x
     FROM events
     WHERE position >= $lo AND aggregate_type = 'WorkOrder'
       AND aggregate_id IN (SELECT work_order_id FROM t_wo)
+), firsts AS (
+    SELECT work_order_id, min(v) FILTER (WHERE t = 'Dispatched') AS dispatched_v,
+           max(v) FILTER (WHERE t = 'Resolved') AS last_resolved_v
+    FROM we GROUP BY 1
+), tasks AS (
+    -- One row per callback task (CallbackTaskScheduled), with how it ended.
+    -- v1 CallbackRecorded payloads carry no task: they belong to none.
+    SELECT s.work_order_id, s.task, s.due_at,
+           min(a.ts) FILTER (WHERE a.outcome = 'reached') AS reached_at,
+           bool_or(a.outcome IN ('reached', 'refused', 'gave_up')) AS settled
+    FROM (SELECT work_order_id, x[13]::INTEGER AS task, x[14]::TIMESTAMPTZ AS due_at
+          FROM we WHERE t = 'CallbackTaskScheduled') s
+    LEFT JOIN (SELECT work_order_id, x[13]::INTEGER AS task, ts,
+                      CASE WHEN t = 'CallbackGaveUp' THEN 'gave_up' ELSE x[15] END AS outcome
+               FROM we WHERE t IN ('CallbackRecorded', 'CallbackGaveUp') AND x[13] IS NOT NULL) a
+      ON a.work_order_id = s.work_order_id AND a.task = s.task
+    GROUP BY ALL
+), cb AS (
+    SELECT work_order_id, count(*) AS callback_tasks,
+           count(*) FILTER (WHERE reached_at <= due_at) AS callbacks_reached_on_time,
+           max(due_at) FILTER (WHERE NOT coalesce(settled, false)) AS callback_pending_due_at
+    FROM tasks GROUP BY 1
 ), agg AS (
     SELECT work_order_id,
            any_value(x[1]) FILTER (WHERE t = 'Opened') AS number,
@@ -336,8 +360,21 @@ WITH we AS (
            max(v) FILTER (WHERE t = 'Resolved') AS resolved_v,
            arg_max(ts, v) FILTER (WHERE t = 'Closed') AS closed_at,
            max(v) FILTER (WHERE t = 'Closed') AS closed_v,
+           -- The promise in force when the order was resolved (a resumed
+           -- clock or a reopening records a new one), else the latest.
+           arg_max(x[10], v) FILTER (WHERE t = 'DeadlinesSet' AND x[10] IS NOT NULL
+                                     AND v < coalesce(f.last_resolved_v, v + 1))::TIMESTAMPTZ
+               AS resolve_deadline_before,
            arg_max(x[10], v) FILTER (WHERE t = 'DeadlinesSet' AND x[10] IS NOT NULL)::TIMESTAMPTZ
-               AS deadline_at,
+               AS resolve_deadline_latest,
+           -- The dispatch promise in force at the first dispatch.
+           arg_max(x[11], v) FILTER (WHERE t = 'DeadlinesSet' AND x[11] IS NOT NULL
+                                     AND v < coalesce(f.dispatched_v, v + 1))::TIMESTAMPTZ
+               AS dispatch_deadline_at,
+           arg_max(x[12], v) FILTER (WHERE t = 'DeadlinesSet') AS policy_version,
+           max(v) FILTER (WHERE t = 'ClockPaused') AS paused_v,
+           arg_max(ts, v) FILTER (WHERE t = 'ClockPaused') AS last_paused_at,
+           max(v) FILTER (WHERE t = 'ClockResumed') AS resumed_v,
            arg_max(CASE t WHEN 'Opened' THEN 'open' WHEN 'Dispatched' THEN 'dispatched'
                           WHEN 'Accepted' THEN 'accepted' WHEN 'Resolved' THEN 'resolved'
                           WHEN 'Closed' THEN 'closed' WHEN 'MergedInto' THEN 'merged'
@@ -349,14 +386,21 @@ WITH we AS (
            arg_max(x[9]::INTEGER, v) FILTER (WHERE t = 'CallbackRecorded' AND x[9] IS NOT NULL)
                AS satisfaction,
            min(position) AS first_position, max(position) AS last_position
-    FROM we GROUP BY 1
+    FROM we JOIN firsts f USING (work_order_id) GROUP BY 1
 )
 SELECT work_order_id, number, type, category, channel, priority, call_id, customer_ref,
        opened_at, dispatched_at, department, accepted_at,
        CASE WHEN resolved_v > coalesce(reopened_v, 0) THEN resolved_at END,
        CASE WHEN closed_v > coalesce(reopened_v, 0) THEN closed_at END,
-       deadline_at, status, reopen_count, callbacks, satisfaction, first_position, last_position
-FROM agg;
+       CASE WHEN resolved_v > coalesce(reopened_v, 0) THEN resolve_deadline_before
+            ELSE resolve_deadline_latest END,
+       dispatch_deadline_at, policy_version,
+       CASE WHEN paused_v > coalesce(resumed_v, 0) THEN last_paused_at END,
+       status, reopen_count, callbacks, satisfaction,
+       coalesce(cb.callback_tasks, 0), coalesce(cb.callbacks_reached_on_time, 0),
+       cb.callback_pending_due_at,
+       first_position, last_position
+FROM agg LEFT JOIN cb USING (work_order_id);
 INSERT INTO dirty_month SELECT DISTINCT 'fact_work_order', coalesce(strftime(opened_at, '%Y-%m'), 'none')
   FROM fact_work_order WHERE work_order_id IN (SELECT work_order_id FROM t_wo);
 """

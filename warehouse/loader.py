@@ -26,7 +26,7 @@ from warehouse.decode import to_arrow
 DEFAULT_BATCH = 50_000
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaOutdated(RuntimeError):

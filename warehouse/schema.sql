@@ -114,11 +114,19 @@ CREATE TABLE IF NOT EXISTS fact_work_order (
     accepted_at TIMESTAMPTZ,
     resolved_at TIMESTAMPTZ,       -- latest resolution
     closed_at TIMESTAMPTZ,
-    deadline_at TIMESTAMPTZ,       -- from a deadline event, when the store has one
+    deadline_at TIMESTAMPTZ,       -- resolve deadline recorded (DeadlinesSet): the one in force
+                                   -- at the resolution, else the latest; NULL without one
+    dispatch_deadline_at TIMESTAMPTZ, -- dispatch deadline in force at the first dispatch (NULL:
+                                   -- none recorded, e.g. a type the policy does not dispatch)
+    policy_version VARCHAR,        -- of the latest DeadlinesSet; NULL: no promise recorded
+    paused_at TIMESTAMPTZ,         -- start of the clock pause still running, else NULL
     status VARCHAR,
     reopen_count INTEGER,
     callbacks INTEGER,
     satisfaction INTEGER,          -- latest reached callback's score
+    callback_tasks INTEGER,        -- callback tasks scheduled (CallbackTaskScheduled)
+    callbacks_reached_on_time INTEGER, -- tasks whose customer was reached by the task's due_at
+    callback_pending_due_at TIMESTAMPTZ, -- due_at of a task not reached/refused/given up yet
     first_position BIGINT,
     last_position BIGINT
 );
