@@ -273,3 +273,17 @@ def test_event_store_can_import_the_fast_bases_without_a_cycle() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_batch_prefetch_guesses_the_domains_own_agent_ids_with_the_memo() -> None:
+    """The bus memoises agent ids for its prefetch; a memo keyed wrongly would
+    load the wrong agent (or none) for a batch."""
+    from types import SimpleNamespace
+
+    from commands.bus import _named_ids
+    from domain.agent import agent_id_for
+
+    for _ in range(2):  # the second pass is served from the memo
+        for no in ("1001", "1002", "王芳-07"):
+            assert _named_ids(SimpleNamespace(employee_no=no)) == [agent_id_for(no)]
+    assert _named_ids(SimpleNamespace(employee_no="")) == []
