@@ -272,6 +272,11 @@ class CommandBus:
         # _record/_take_snapshots/_notify are still called).
         self._plain_save = (type(app).save is Application.save
                             and type(app).notify is Application.notify)
+        # ... and when nothing listens to the library's Recording objects
+        # either, the events go straight to the recorder (see _save_collected).
+        self._lean_record = (self._plain_save and type(app)._record is Application._record
+                             and type(app)._notify is Application._notify
+                             and app.snapshots is None)
         self._prefetch = _Prefetch.for_app(app)
         # Plain counters for benchmarks and health pages.
         self.commits = 0
@@ -515,12 +520,15 @@ class CommandBus:
         pending = uow.pending()
         if not pending:
             return self.app.max_position()
-        if self._plain_save:
-            recordings = self._save_collected(pending)
+        if self._lean_record:
+            position = self._record_lean(pending)
         else:
-            recordings = self.app.save(*pending)
+            if self._plain_save:
+                recordings = self._save_collected(pending)
+            else:
+                recordings = self.app.save(*pending)
+            position = max(r.notification.id for r in recordings)
         self.commits += 1
-        position = max(r.notification.id for r in recordings)
         for listener in self._listeners:
             try:
                 listener(position)
@@ -541,6 +549,25 @@ class CommandBus:
         self.app._take_snapshots(pe)
         self.app._notify(recordings)
         return recordings
+
+    def _record_lean(self, pending: list[LianxinAggregate]) -> int:
+        """What ``_save_collected`` does when the application keeps the
+        library's ``_record`` and ``_notify`` and takes no snapshots: the same
+        stored events in the same transaction, without building a
+        ``Recording`` and a ``Notification`` per event that nobody reads
+        (a few µs of a busy batch's ~50 per event). Returns the head."""
+        events: list[Any] = []
+        for agg in pending:
+            events.extend(agg.collect_events())
+        app = self.app
+        ids = app.recorder.insert_events(list(map(app.mapper.to_stored_event, events)))
+        if not ids or len(ids) != len(events):
+            raise RuntimeError("the recorder did not report the new events' positions")
+        repository = app.repository
+        if repository.cache and not repository.fastforward:
+            for agg in pending:
+                repository.cache.put(agg.id, agg)
+        return max(ids)
 
     def _retry_alone(self, req: _Request) -> None:
         """Re-run one command on fresh state until it commits, is refused, or

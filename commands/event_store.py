@@ -87,10 +87,12 @@ def id_text(originator_id: UUID | str) -> str:
 
 
 def canonical(position: int, originator_id: UUID | str, version: int, topic: str,
-              state: bytes) -> bytes:
+              state: bytes, occurred: bytes | None = None) -> bytes:
+    """``occurred``: the payload's ``occurred_at_text``, when the caller has it."""
+    if occurred is None:
+        occurred = occurred_at_text(state)
     return b"%d\x1f%s\x1f%d\x1f%s\x1f%s\x1f" % (
-        position, id_text(originator_id).encode(), version, topic.encode(),
-        occurred_at_text(state)) + state
+        position, id_text(originator_id).encode(), version, topic.encode(), occurred) + state
 
 
 def leaf_of(canonical_bytes: bytes) -> bytes:
@@ -108,7 +110,7 @@ def chain_rows(previous: bytes, records: Sequence[tuple[int, Any, int, str, byte
     rows = []
     for position, originator_id, version, topic, state in records:
         occ = occurred_at_text(state)
-        c = canonical(position, originator_id, version, topic, state)
+        c = canonical(position, originator_id, version, topic, state, occ)
         previous = _sha256(previous + _sha256(c).digest()).digest()
         rows.append((position, occurred_us(occ), previous))
     return rows, previous
