@@ -1,15 +1,21 @@
 """Durable work-order timers: urging, escalation and callback give-up.
 
 Nothing about a timer is stored as "scheduled": every due moment is derived
-from the order's own events (its deadlines, how many urgings it already has,
-its callback task). The timer fires a command for each due moment with a
-command id made of the order, stage, deadline and sequence number, and the
-aggregate accepts the ``n``-th urging only when it has ``n-1``. Hence:
+from the order's own events (its deadlines and the urging cadence stamped
+with them, how many due moments its urgings already stand for, its pauses,
+its callback task). The timer fires one command per deadline for the
+moments due, with a command id made of the order, stage, deadline and the
+first moment's number, and the aggregate accepts an urging starting at
+moment ``n`` only when it stands for ``n-1`` already. Hence:
 
 * nothing fires twice: a re-fire after a crash, or the same moment fired by
   two processes, is a duplicate (same id) or out of turn (already counted);
-* nothing is missed: a process that was down catches up on every moment due
-  while it was down, in order, each recording the moment it was due.
+* nothing is missed, and nothing storms: a process that was down records
+  every moment that fell due meanwhile in one urging per deadline (``seq``
+  the latest moment, ``missed`` how many before it, ``first_due_at`` the
+  earliest), and escalates at most once, to the level they call for;
+* a paused clock is not urged, and moments that fell due during the pause
+  are not due at all: urging carries on at the next step after the resume.
 
 To avoid loading every order on every tick, the timer follows the
 notification log with its own position (``timers.sqlite`` under
@@ -23,15 +29,15 @@ import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from commands import work_order_messages as wm
 from commands.messages import Command
-from commands.work_order_rules import WorkOrderRules, rules_of
-from domain.deadlines import urge_moments
+from commands.work_order_rules import WorkOrderRules, cadence_for, rules_of
+from domain.deadlines import due_urging, next_urging
 from domain.errors import DomainError
 from domain.work_order import WorkOrder, WorkOrderStatus
 
@@ -47,30 +53,43 @@ ACTOR = "timer"
 class TickReport:
     now: datetime
     urged: int = 0
+    missed: int = 0  # due moments merged into the urgings fired (catching up)
     escalated: int = 0
     callbacks_given_up: int = 0
     duplicates: int = 0
     refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"now": self.now.isoformat(), "urged": self.urged, "escalated": self.escalated,
+        return {"now": self.now.isoformat(), "urged": self.urged, "missed": self.missed,
+                "escalated": self.escalated,
                 "callbacks_given_up": self.callbacks_given_up, "duplicates": self.duplicates,
                 "refused": list(self.refused)}
 
 
+def _timing(wo: WorkOrder, stage: str, rules: WorkOrderRules) -> tuple[timedelta, timedelta]:
+    cadence = cadence_for(wo, stage, rules.policy)
+    return cadence.lead.approx, cadence.interval.approx
+
+
 def due_commands(wo: WorkOrder, now: datetime, rules: WorkOrderRules) -> list[Command]:
-    """The commands every moment due by ``now`` calls for, oldest first."""
+    """The commands the moments due by ``now`` call for, oldest first: one
+    urging per deadline, standing for every moment due since the last one."""
     out: list[Command] = []
     if not wo.is_paused:
-        lead, interval = rules.policy.urge_timing(wo.type, wo.category, wo.priority)
         for stage in wo.active_stages():
             deadline = wo.deadlines[stage]
-            moments = urge_moments(deadline, lead, interval, now)
-            for seq in range(wo.urgings.get(stage, 0) + 1, len(moments) + 1):
-                out.append(wm.UrgeWorkOrder(
-                    work_order_id=wo.id, stage=stage, seq=seq, due_at=moments[seq - 1],
-                    deadline=deadline, occurred_at=now, actor=ACTOR,
-                    command_id=f"urge:{wo.id}:{stage}:{deadline.isoformat()}:{seq}"))
+            lead, interval = _timing(wo, stage, rules)
+            urged = wo.urgings.get(stage, 0)
+            due = due_urging(deadline, lead, interval, urged, wo.last_urge_due.get(stage), now,
+                             wo.pauses)
+            if due is None:
+                continue
+            first = urged + 1
+            out.append(wm.UrgeWorkOrder(
+                work_order_id=wo.id, stage=stage, first_seq=first, seq=urged + due.count,
+                first_due_at=due.first_due_at, due_at=due.due_at, deadline=deadline,
+                occurred_at=now, actor=ACTOR,
+                command_id=f"urge:{wo.id}:{stage}:{deadline.isoformat()}:{first}"))
     task = wo.callback_task
     if (task and task["state"] == "pending" and now >= task["give_up_at"]
             and wo.status in (WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED)):
@@ -85,9 +104,11 @@ def next_moment(wo: WorkOrder, rules: WorkOrderRules) -> datetime | None:
     """When this order next needs the timer, if ever (without new events)."""
     moments: list[datetime] = []
     if not wo.is_paused:
-        lead, interval = rules.policy.urge_timing(wo.type, wo.category, wo.priority)
         for stage in wo.active_stages():
-            moments.append(wo.deadlines[stage] - lead + wo.urgings.get(stage, 0) * interval)
+            lead, interval = _timing(wo, stage, rules)
+            moments.append(next_urging(wo.deadlines[stage], lead, interval,
+                                       wo.urgings.get(stage, 0), wo.last_urge_due.get(stage),
+                                       wo.pauses))
     task = wo.callback_task
     if task and task["state"] == "pending" and wo.status in (WorkOrderStatus.RESOLVED,
                                                              WorkOrderStatus.CLOSED):
@@ -178,7 +199,8 @@ class WorkOrderTimers:
                 report.duplicates += 1
             elif isinstance(cmd, wm.UrgeWorkOrder):
                 report.urged += 1
-                report.escalated += cmd.seq % self.rules.policy.urging.escalate_after == 0
+                report.missed += cmd.seq - (cmd.first_seq or cmd.seq)
+                report.escalated += result.new_events - 1  # Urged, then Escalated if any
             else:
                 report.callbacks_given_up += 1
             fired.add(cmd.work_order_id)

@@ -10,6 +10,7 @@ never consults the policy, so replaying an old order gives its old promise.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from commands import work_order_messages as wm
 from commands.bus import UnitOfWork, guard
 from commands.errors import AlreadyApplied
 from commands.handlers import _ctx, _kw, _when, _work_order, handles
-from commands.work_order_rules import WorkOrderRules, rules_of
+from commands.work_order_rules import WorkOrderRules, cadence_for, calendar_gaps, rules_of
 from domain.base import pseudonymise
 from domain.call import Call
 from domain.deadlines import remaining_after_pause
@@ -37,6 +38,8 @@ from domain.work_order import (
 )
 
 LIVE = (WorkOrderStatus.OPEN, WorkOrderStatus.DISPATCHED, WorkOrderStatus.ACCEPTED)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,31 @@ def _rules(uow: UnitOfWork) -> WorkOrderRules:
 
 def _stamp(uow: UnitOfWork, wo: WorkOrder, stages: tuple[str, ...], start: datetime,
            reason: str, kw: dict[str, Any], *, always: bool = False) -> None:
+    """A new promise: deadlines, how they were counted and how they will be
+    urged, all from the policy in force now and recorded with its version."""
     rules = _rules(uow)
     p = rules.policy
     deadlines = p.deadlines(wo.type, wo.category, wo.priority, stages, start, rules.calendar)
     if deadlines or always:
-        wo.set_deadlines(deadlines, p.units(wo.type, wo.category, wo.priority, stages),
-                         reason, p.version, occurred_at=kw["occurred_at"], command_id=None,
-                         actor=kw["actor"])
+        units = p.units(wo.type, wo.category, wo.priority, stages)
+        cadence = p.cadence(wo.type, wo.category, wo.priority).as_dict()
+        gaps = _calendar_gaps(rules, wo, start, deadlines, units)
+        wo.set_deadlines(deadlines, units, reason, p.version, occurred_at=kw["occurred_at"],
+                         urging={s: cadence for s in deadlines}, calendar_incomplete=bool(gaps),
+                         command_id=None, actor=kw["actor"])
+
+
+def _calendar_gaps(rules: WorkOrderRules, wo: WorkOrder, start: datetime,
+                   deadlines: dict[str, datetime], units: dict[str, str]) -> dict[str, list[int]]:
+    """Working-day deadlines counted over a year the calendar does not list
+    are still set (weekends only), but flagged and logged for the
+    administrator: silently missing a year's holidays breaks promises."""
+    gaps = calendar_gaps(rules.calendar, start, deadlines, units)
+    for stage, years in gaps.items():
+        log.warning("work order %s: the %s deadline %s was counted over %s, which calendar %r "
+                    "does not list (weekends only)", wo.number, stage,
+                    deadlines[stage].isoformat(), years, rules.calendar.name)
+    return gaps
 
 
 def _customer_ref(uow: UnitOfWork, cmd: m.OpenWorkOrder, call: Call | None) -> str:
@@ -87,6 +108,7 @@ def intake(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> IntakeResult | None:
             for outage_id in area.outage_ids if area else ():
                 outage = uow.get(Outage, outage_id)
                 if outage.covers(key, when):
+                    _note_enquiry(uow, outage, key, cmd, when)
                     return IntakeResult("outage_information", outage=outage_view(outage))
     if cmd.type in policy.merge.types and isinstance(location, dict):
         for key in location_keys(location, policy.merge.keys):
@@ -104,6 +126,21 @@ def intake(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> IntakeResult | None:
             _merge_report(uow, target, cmd, when)
             return IntakeResult("merged", id=target.id, number=target.number)
     return None
+
+
+def _note_enquiry(uow: UnitOfWork, outage: Outage, key: str, cmd: m.OpenWorkOrder,
+                  when: datetime) -> None:
+    """The answer leaves a trace on the outage (not on the call): how many
+    callers a notice answered, which calls, and what they said (``pii``).
+    A retried command answers again but records nothing new."""
+    if outage.has_applied(cmd.command_id):
+        return
+    call = uow.get(Call, cmd.call_id, what="call") if cmd.call_id else None
+    pii = {"summary": cmd.summary,
+           **({"customer": dict(cmd.customer)} if isinstance(cmd.customer, dict) else {})}
+    outage.answer_enquiry(key, when, call_id=cmd.call_id, work_order_type=cmd.type,
+                          channel=cmd.channel, customer_ref=_customer_ref(uow, cmd, call),
+                          pii=pii, command_id=cmd.command_id, actor=cmd.actor)
 
 
 def _merge_report(uow: UnitOfWork, target: WorkOrder, cmd: m.OpenWorkOrder,
@@ -151,10 +188,14 @@ def after_resolve(uow: UnitOfWork, wo: WorkOrder, cmd: m.Command) -> None:
     if due is None:
         return
     kw = _kw(uow, cmd)
+    moments = {"due": due[0], "give_up": due[1]}
+    units = {"due": p.callback.due.unit, "give_up": p.callback.retry_window.unit}
+    gaps = _calendar_gaps(rules, wo, wo.resolved_at, moments, units)
     wo.schedule_callback(due[0], due[1], retry_after=str(p.callback.retry_after),
                          max_attempts=p.callback.max_attempts, assignee=wo.opened_by or "",
                          team=p.callback.team, policy_version=p.version,
-                         occurred_at=kw["occurred_at"], command_id=None, actor=kw["actor"])
+                         occurred_at=kw["occurred_at"], calendar_incomplete=bool(gaps),
+                         command_id=None, actor=kw["actor"])
 
 
 def after_reopen(uow: UnitOfWork, wo: WorkOrder, cmd: m.Command) -> None:
@@ -228,15 +269,21 @@ def resume_clock(uow: UnitOfWork, cmd: wm.ResumeClock) -> WorkOrder:
     wo.resume_clock(**kw)
     assert paused_at is not None
     rules = _rules(uow)
+    # A deadline set during the pause (dispatched meanwhile) never ran: its
+    # time left counts from when it was set.
     moved = {stage: remaining_after_pause(wo.deadlines[stage], paused_at, kw["occurred_at"],
                                           wo.deadline_units.get(stage) == "working_days",
-                                          rules.calendar)
+                                          rules.calendar, set_at=wo.deadline_set_at.get(stage))
              for stage in wo.active_stages()}
     moved = {s: d for s, d in moved.items() if d != wo.deadlines[s]}
     if moved:
-        wo.set_deadlines(moved, {s: wo.deadline_units.get(s, "") for s in moved}, "resume",
-                         wo.policy_version or rules.policy.version,
-                         occurred_at=kw["occurred_at"], command_id=None, actor=kw["actor"])
+        # The same promise, moved: it keeps its units and urging cadence.
+        units = {s: wo.deadline_units.get(s, "") for s in moved}
+        gaps = _calendar_gaps(rules, wo, paused_at, moved, units)
+        wo.set_deadlines(moved, units, "resume", wo.policy_version or rules.policy.version,
+                         occurred_at=kw["occurred_at"],
+                         urging={s: wo.cadence[s] for s in moved if s in wo.cadence},
+                         calendar_incomplete=bool(gaps), command_id=None, actor=kw["actor"])
     return wo
 
 
@@ -246,13 +293,23 @@ def urge_work_order(uow: UnitOfWork, cmd: wm.UrgeWorkOrder) -> WorkOrder:
     deadline = wo.deadlines.get(cmd.stage)
     if cmd.deadline is not None and deadline != cmd.deadline:
         raise InvariantViolation(f"the {cmd.stage} deadline moved since this urging was due")
-    if cmd.seq <= wo.urgings.get(cmd.stage, 0) and deadline is not None:
+    first = cmd.first_seq if cmd.first_seq is not None else cmd.seq
+    if first <= wo.urgings.get(cmd.stage, 0) and deadline is not None:
         raise AlreadyApplied(wo.id)  # fired before, under another id (a second timer)
     p = _rules(uow).policy
+    cadence = cadence_for(wo, cmd.stage, p)  # as stamped with the deadline
     desk = p.urging.dispatch_desk
     department = desk if cmd.stage == "dispatch" else (wo.department or desk)
-    wo.urge(cmd.stage, cmd.seq, cmd.due_at, department, p.urging.escalate_after,
-            p.urging.escalate_to, **_kw(uow, cmd))
+    wo.urge(cmd.stage, cmd.seq, cmd.due_at, department, cadence.escalate_after,
+            cadence.escalate_to, first_seq=first, first_due_at=cmd.first_due_at,
+            **_kw(uow, cmd))
+    return wo
+
+
+@handles(wm.ReassignCallback)
+def reassign_callback(uow: UnitOfWork, cmd: wm.ReassignCallback) -> WorkOrder:
+    wo = _work_order(uow, cmd)
+    wo.reassign_callback(cmd.assignee, team=cmd.team, **_kw(uow, cmd))
     return wo
 
 

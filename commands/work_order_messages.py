@@ -57,15 +57,19 @@ class ResumeClock(Command):
 
 @dataclass(kw_only=True)
 class UrgeWorkOrder(Command):
-    """Fired by the timers: the ``seq``-th urging of the ``stage`` deadline,
-    due at ``due_at``. Its command id is derived from those, so a re-fire
-    after a restart changes nothing."""
+    """Fired by the timers: the urging of the ``stage`` deadline for its due
+    moments ``first_seq``..``seq`` (``first_due_at``..``due_at``); one moment
+    unless the timer is catching up after downtime. Its command id is derived
+    from the order, stage, deadline and ``first_seq``, so a re-fire after a
+    restart, or a second timer, changes nothing."""
 
     work_order_id: UUID
     stage: str
     seq: int
     due_at: datetime
     deadline: Optional[datetime] = None  # the promise being urged; stale if it moved
+    first_seq: Optional[int] = None  # default: seq (a single moment)
+    first_due_at: Optional[datetime] = None  # default: due_at
 
 
 @dataclass(kw_only=True)
@@ -74,6 +78,16 @@ class GiveUpCallback(Command):
 
     work_order_id: UUID
     task: int
+
+
+@dataclass(kw_only=True)
+class ReassignCallback(Command):
+    """Give the pending callback task to another agent (``team``: keep the
+    task's team unless given)."""
+
+    work_order_id: UUID
+    assignee: str
+    team: Optional[str] = None
 
 
 @dataclass(kw_only=True)
@@ -129,7 +143,8 @@ class CancelOutage(Command):
 @dataclass(kw_only=True)
 class CreateHandover(Command):
     """The snapshot lists are filled by the adapter from the read models at
-    the moment of the handover (``queries.work_orders.handover_snapshot``)."""
+    the moment of the handover (``queries.work_orders.handover_snapshot``);
+    the HTTP route takes none of them from the client (see SNAPSHOT_LISTS)."""
 
     from_shift: str
     to_shift: str

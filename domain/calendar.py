@@ -148,6 +148,13 @@ class WorkingCalendar:
         computed with weekends only: worth a warning to the administrator)."""
         return not self.years or day.year in self.years
 
+    def missing_years(self, start: datetime, end: datetime) -> list[int]:
+        """The years between two instants (local dates, both included) that
+        the data file does not list: working days counted there know the
+        weekends but none of that year's holidays or 调休 days."""
+        first, last = self.local_date(start).year, self.local_date(end).year
+        return [y for y in range(first, last + 1) if not self.covers(date(y, 1, 1))]
+
 
 def _day(value: Any, field_name: str) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):

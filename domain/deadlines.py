@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from domain.calendar import WorkingCalendar
 from domain.errors import InvalidValue
@@ -101,8 +101,42 @@ class UrgingPolicy:
     lead: Duration = Duration(1, "hours")
     interval: Duration = Duration(4, "hours")
     escalate_after: int = 3
-    escalate_to: str = "supervisor"
+    # The escalation chain, lowest level first: level n goes to the n-th
+    # entry; the last one is the top level, beyond which nothing escalates.
+    escalate_to: tuple[str, ...] = ("supervisor",)
     dispatch_desk: str = "dispatch"
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How one order's deadlines are urged and escalated. Stamped on the
+    order with its deadlines (``DeadlinesSet.urging``), so the follow-through
+    of a promise does not change when the policy file does."""
+
+    lead: Duration
+    interval: Duration
+    escalate_after: int
+    escalate_to: tuple[str, ...]
+
+    @property
+    def top_level(self) -> int:
+        return len(self.escalate_to)
+
+    def level_after(self, urgings: int) -> int:
+        """The escalation level ``urgings`` due moments call for (capped)."""
+        return min(urgings // self.escalate_after, self.top_level)
+
+    def target(self, level: int) -> str:
+        return self.escalate_to[level - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lead": str(self.lead), "interval": str(self.interval),
+                "escalate_after": self.escalate_after, "escalate_to": list(self.escalate_to)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Cadence:
+        return cls(Duration.parse(d["lead"]), Duration.parse(d["interval"]),
+                   int(d["escalate_after"]), tuple(d["escalate_to"]))
 
 
 @dataclass(frozen=True)
@@ -154,7 +188,7 @@ class Policy:
             lead=Duration.parse(u.get("lead", "1 hours"), "urging.lead"),
             interval=Duration.parse(u.get("interval", "4 hours"), "urging.interval"),
             escalate_after=_positive(u.get("escalate_after", 3), "urging.escalate_after"),
-            escalate_to=str(u.get("escalate_to", "supervisor")),
+            escalate_to=_chain(u.get("escalate_to", ["supervisor"]), "urging.escalate_to"),
             dispatch_desk=str(u.get("dispatch_desk", "dispatch")))
         c = data.get("callback", {}) or {}
         callback = CallbackPolicy(
@@ -210,12 +244,15 @@ class Policy:
             return {}
         return {s: getattr(rule, s).unit for s in stages if getattr(rule, s) is not None}
 
-    def urge_timing(self, type: str, category: str, priority: str) -> tuple[timedelta, timedelta]:
+    def cadence(self, type: str, category: str = "", priority: str = "normal") -> Cadence:
+        """The urging cadence a new promise of this kind gets (the rule's
+        lead and interval if it has them, else the ``[urging]`` defaults)."""
         rule = self.rule_for(type, category, priority)
-        lead = (rule.urge_lead if rule and rule.urge_lead else self.urging.lead).approx
-        interval = (rule.urge_interval if rule and rule.urge_interval
-                    else self.urging.interval).approx
-        return lead, interval
+        return Cadence(lead=rule.urge_lead if rule and rule.urge_lead else self.urging.lead,
+                       interval=(rule.urge_interval if rule and rule.urge_interval
+                                 else self.urging.interval),
+                       escalate_after=self.urging.escalate_after,
+                       escalate_to=self.urging.escalate_to)
 
     def callback_due(self, type: str, resolved_at: datetime,
                      calendar: WorkingCalendar) -> tuple[datetime, datetime] | None:
@@ -226,29 +263,89 @@ class Policy:
                 self.callback.retry_window.after(resolved_at, calendar))
 
 
-def urge_moments(deadline: datetime, lead: timedelta, interval: timedelta,
-                 now: datetime) -> list[datetime]:
-    """Every urging due at or before ``now`` for one deadline: the first at
-    ``deadline - lead``, then one every ``interval``. Derived, not stored:
-    the aggregate's urge count says how many of them already fired."""
-    first = deadline - lead
-    if now < first:
-        return []
-    count = int((now - first) / interval) + 1
-    return [first + k * interval for k in range(count)]
+# -- urging moments ---------------------------------------------------------
+# Derived, not stored: the first urging of a deadline is due ``lead`` before
+# it, the next ones every ``interval`` after the last one accounted for. A
+# moment that falls while the clock is paused is not due at all: after a
+# resume the urging carries on at the first step of that rhythm after the
+# resumption, instead of firing everything the pause held back.
+Pause = tuple[datetime, datetime]  # (paused at, resumed at)
+
+
+def _step_out_of_pauses(t: datetime, interval: timedelta, pauses: Sequence[Pause]) -> datetime:
+    for start, end in sorted(pauses):
+        if start <= t <= end:
+            t += interval * ((end - t) // interval + 1)
+    return t
+
+
+def next_urging(deadline: datetime, lead: timedelta, interval: timedelta, urged: int,
+                last_due: datetime | None, pauses: Sequence[Pause] = ()) -> datetime:
+    """When the next urging of ``deadline`` is due, ``urged`` moments having
+    been accounted for already (the latest of them due at ``last_due``)."""
+    base = deadline - lead if urged == 0 or last_due is None else last_due + interval
+    return _step_out_of_pauses(base, interval, pauses)
+
+
+@dataclass(frozen=True)
+class DueUrging:
+    """The moments due by now for one deadline, fired as one urging: after
+    downtime the timer records one urging saying how many it stands for,
+    not a burst of hundreds."""
+
+    count: int
+    first_due_at: datetime
+    due_at: datetime  # the latest of them
+
+    @property
+    def missed(self) -> int:
+        return self.count - 1
+
+
+def due_urging(deadline: datetime, lead: timedelta, interval: timedelta, urged: int,
+               last_due: datetime | None, now: datetime,
+               pauses: Sequence[Pause] = ()) -> DueUrging | None:
+    first = next_urging(deadline, lead, interval, urged, last_due, pauses)
+    if first > now:
+        return None
+    last_k = (now - first) // interval
+    count = last_k + 1
+    for start, end in pauses:
+        lo, hi = max(start, first), min(end, now)
+        if lo <= hi:  # grid points first + k * interval inside the pause
+            count -= max(0, (hi - first) // interval - (-((first - lo) // interval)) + 1)
+    latest = first + last_k * interval
+    for start, end in sorted(pauses, reverse=True):
+        if start <= latest <= end:
+            latest = first + (-((first - start) // interval) - 1) * interval
+    return DueUrging(count, first, latest)
 
 
 def remaining_after_pause(deadline: datetime, paused_at: datetime, resumed_at: datetime,
-                          working: bool, calendar: WorkingCalendar) -> datetime:
+                          working: bool, calendar: WorkingCalendar,
+                          set_at: datetime | None = None) -> datetime:
     """A paused clock keeps the time that was left when it stopped: the new
     deadline is that much time after the resumption (working time for a
-    working-day promise)."""
-    if deadline <= paused_at:
+    working-day promise). A deadline set while the clock was already paused
+    (an order dispatched during the pause) has not run at all: its time left
+    counts from when it was set, not from the pause."""
+    stopped = max(paused_at, set_at) if set_at is not None else paused_at
+    if deadline <= stopped:
         return deadline  # already overdue when paused: pausing does not forgive it
     if working:
-        left = calendar.working_seconds_between(paused_at, deadline)
+        left = calendar.working_seconds_between(stopped, deadline)
         return calendar.add_working_seconds(resumed_at, left)
-    return resumed_at + (deadline - paused_at)
+    return resumed_at + (deadline - stopped)
+
+
+def _chain(value: Any, field_name: str) -> tuple[str, ...]:
+    """A single name (the old form) is a chain of one level."""
+    names = [value] if isinstance(value, str) else value
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n.strip() for n in names)):
+        raise InvalidValue(f"{field_name} must be a name or a non-empty list of names",
+                           field=field_name)
+    return tuple(n.strip() for n in names)
 
 
 def _positive(value: Any, field_name: str) -> int:

@@ -11,6 +11,7 @@ breach the center reports on, whatever happens later.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -55,6 +56,7 @@ class Outage(LianxinAggregate):
         self.published_at = occurred_at
         self.short_notice = short_notice
         self.cancelled_at: datetime | None = None
+        self.enquiries = 0
         self._remember(command_id)
 
     @classmethod
@@ -117,6 +119,29 @@ class Outage(LianxinAggregate):
     def _cancelled(self, reason: str, occurred_at: datetime, command_id: str | None,
                    actor: str | None) -> None:
         self.cancelled_at = occurred_at
+        self._remember(command_id)
+
+
+    def answer_enquiry(self, area: str, occurred_at: datetime, call_id: UUID | None = None,
+                       work_order_type: str = "", channel: str = "", customer_ref: str = "",
+                       pii: dict[str, Any] | None = None, command_id: str | None = None,
+                       actor: str | None = None) -> None:
+        """A fault report answered from this notice instead of opening a
+        repair order. Recorded here, not on the call, so the answers given
+        from one notice can be counted and audited (the call's id links them)."""
+        require_aware(occurred_at)
+        if not self.covers(area, occurred_at):
+            raise InvariantViolation(f"outage {self.reference} does not cover {area} then")
+        self._enquiry_answered(area=area, call_id=call_id, work_order_type=work_order_type,
+                               channel=channel, customer_ref=customer_ref, pii=dict(pii or {}),
+                               occurred_at=occurred_at, command_id=command_id, actor=actor)
+
+    @event("EnquiryAnswered")
+    def _enquiry_answered(self, area: str, call_id: UUID | None, work_order_type: str,
+                          channel: str, customer_ref: str, pii: dict[str, Any],
+                          occurred_at: datetime, command_id: str | None,
+                          actor: str | None) -> None:
+        self.enquiries += 1
         self._remember(command_id)
 
 

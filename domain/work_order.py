@@ -171,7 +171,13 @@ class WorkOrder(LianxinAggregate):
         if self.status not in (WorkOrderStatus.OPEN, WorkOrderStatus.DISPATCHED,
                                WorkOrderStatus.ACCEPTED):
             raise InvariantViolation(f"cannot resolve a work order that is {self.status.value}")
-        self._resolved(resolution=require_text(resolution, "resolution"),
+        require_text(resolution, "resolution")
+        require_aware(occurred_at)
+        if self.is_paused:
+            # Resolution ends the wait for the customer: recorded as the end
+            # of the pause, so a reopened order's clock runs again.
+            self._end_pause(occurred_at, actor)
+        self._resolved(resolution=resolution,
                        pii={"note": note} if note else {},
                        occurred_at=require_aware(occurred_at), command_id=command_id,
                        actor=actor)
@@ -182,6 +188,9 @@ class WorkOrder(LianxinAggregate):
         self.status = WorkOrderStatus.RESOLVED
         self.resolved_at = occurred_at
         self.resolution = resolution
+        # Histories stored before resolving ended a pause have no
+        # ClockResumed here: no clock runs on a resolved order either way.
+        self.paused_at = None
         self._remember(command_id)
 
     def record_callback(self, result: str, occurred_at: datetime,
@@ -246,11 +255,16 @@ class WorkOrder(LianxinAggregate):
         self.policy_version: str | None = None
         self.deadlines: dict[str, datetime] = {}
         self.deadline_units: dict[str, str] = {}
-        self.urgings: dict[str, int] = {}
+        self.deadline_set_at: dict[str, datetime] = {}
+        self.cadence: dict[str, dict[str, Any]] = {}  # per stage, as stamped (Cadence.as_dict)
+        self.urgings: dict[str, int] = {}  # due moments accounted for, per stage
+        self.last_urge_due: dict[str, datetime] = {}
+        self.escalations: dict[str, int] = {}  # level reached by the current deadline
         self.last_urged_at: datetime | None = None
         self.escalation_level = 0
         self.paused_at: datetime | None = None
         self.paused_seconds = 0.0
+        self.pauses: list[tuple[datetime, datetime]] = []  # (paused at, resumed at)
         self.links: dict[str, dict[str, Any]] = {}
         self.merged_into: UUID | None = None
         self.split_from: UUID | None = None
@@ -277,55 +291,128 @@ class WorkOrder(LianxinAggregate):
         return tuple(s for s in stages if s in self.deadlines)
 
     def set_deadlines(self, deadlines: dict[str, datetime], units: dict[str, str], reason: str,
-                      policy_version: str, occurred_at: datetime, command_id: str | None = None,
+                      policy_version: str, occurred_at: datetime,
+                      urging: dict[str, dict[str, Any]] | None = None,
+                      calendar_incomplete: bool = False, command_id: str | None = None,
                       actor: str | None = None) -> None:
         """``units`` says how each deadline was counted (``working_days``
-        clocks keep working time when paused), so a resumed clock follows the
-        promise as it was made, not today's policy."""
+        clocks keep working time when paused) and ``urging`` how each is
+        urged and escalated (``Cadence.as_dict``), so a resumed clock and the
+        timers follow the promise as it was made, not today's policy.
+        ``calendar_incomplete``: a working-day deadline was counted over a
+        year the calendar file does not list (weekends only)."""
         for stage, when in deadlines.items():
             require_aware(when, f"deadlines.{stage}")
         self._deadlines_set(deadlines=dict(deadlines), units=dict(units),
                             reason=require_text(reason, "reason"),
                             policy_version=require_text(policy_version, "policy_version"),
+                            urging={s: dict(c) for s, c in (urging or {}).items()},
+                            calendar_incomplete=bool(calendar_incomplete),
                             occurred_at=require_aware(occurred_at), command_id=command_id,
                             actor=actor)
 
-    @event("DeadlinesSet")
+    class DeadlinesSet(LianxinAggregate.Event):
+        """Deadlines computed for some stages. v2 adds, per stage, the urging
+        cadence stamped with the promise (``urging``: lead, interval,
+        escalate_after, escalate_to) and whether the working-day calendar
+        lacked a year the count crossed (``calendar_incomplete``). v1 events
+        carry no cadence: such orders are urged by the current policy."""
+
+        class_version = 2
+        deadlines: dict[str, datetime]
+        units: dict[str, str]
+        reason: str
+        policy_version: str
+        urging: dict[str, dict[str, Any]]
+        calendar_incomplete: bool
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(urging={}, calendar_incomplete=False)
+
+    @event(DeadlinesSet)
     def _deadlines_set(self, deadlines: dict[str, datetime], units: dict[str, str], reason: str,
-                       policy_version: str, occurred_at: datetime, command_id: str | None,
-                       actor: str | None) -> None:
+                       policy_version: str, urging: dict[str, dict[str, Any]],
+                       calendar_incomplete: bool, occurred_at: datetime,
+                       command_id: str | None, actor: str | None) -> None:
         self.deadline_units.update(units)
+        self.cadence.update(urging)
         for stage, when in deadlines.items():
             if self.deadlines.get(stage) != when:
-                self.urgings[stage] = 0  # a new promise starts its own urging count
+                # A new promise starts its own urging count and escalation.
+                self.urgings[stage] = 0
+                self.last_urge_due.pop(stage, None)
+                self.escalations[stage] = 0
             self.deadlines[stage] = when
+            self.deadline_set_at[stage] = occurred_at
         self.policy_version = policy_version
         self._remember(command_id)
 
     def urge(self, stage: str, seq: int, due_at: datetime, department: str,
-             escalate_after: int, escalate_to: str, occurred_at: datetime,
-             command_id: str | None = None, actor: str | None = None) -> None:
+             escalate_after: int, escalate_to: tuple[str, ...] | list[str] | str,
+             occurred_at: datetime, first_seq: int | None = None,
+             first_due_at: datetime | None = None, command_id: str | None = None,
+             actor: str | None = None) -> None:
+        """Urging for the due moments ``first_seq``..``seq`` of the stage's
+        deadline (one moment unless the timer caught up on missed ones).
+        Every ``escalate_after`` moments raise the escalation one level up
+        ``escalate_to`` (lowest first), never beyond its top."""
         if stage not in self.active_stages():
             raise InvariantViolation(f"the {stage} deadline is no longer in play")
         if self.is_paused:
             raise InvariantViolation("the clock is paused: no urging")
+        first_seq = seq if first_seq is None else first_seq
         expected = self.urgings.get(stage, 0) + 1
-        if seq != expected:
-            raise InvariantViolation(f"urging {seq} of {stage} is out of turn (next is {expected})")
+        if first_seq != expected:
+            raise InvariantViolation(
+                f"urging {first_seq} of {stage} is out of turn (next is {expected})")
+        if seq < first_seq:
+            raise InvalidValue("an urging covers at least one due moment", field="seq")
+        first_due_at = require_aware(first_due_at or due_at, "first_due_at")
         deadline = self.deadlines[stage]
         self._urged(stage=stage, seq=seq, deadline=deadline, due_at=require_aware(due_at),
                     department=require_text(department, "department"),
+                    missed=seq - first_seq, first_due_at=first_due_at,
                     occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
-        if escalate_after and seq % escalate_after == 0:
-            self._escalated(stage=stage, deadline=deadline, level=seq // escalate_after,
-                            to=escalate_to, after_urgings=seq, occurred_at=occurred_at,
-                            command_id=None, actor=actor)
+        chain = (escalate_to,) if isinstance(escalate_to, str) else tuple(escalate_to)
+        level = min(seq // escalate_after, len(chain)) if escalate_after else 0
+        if level > self.escalations.get(stage, 0):
+            self._escalated(stage=stage, deadline=deadline, level=level, to=chain[level - 1],
+                            after_urgings=seq, occurred_at=occurred_at, command_id=None,
+                            actor=actor)
 
-    @event("Urged")
+    class Urged(LianxinAggregate.Event):
+        """Urging of one deadline. ``seq`` is the ordinal of the latest due
+        moment it stands for, ``due_at`` when that moment was due. v2 adds
+        ``missed``: how many earlier moments (from ``first_due_at``) fell due
+        while no timer ran and are merged into this one urging. v1 urgings
+        each stood for one moment."""
+
+        class_version = 2
+        stage: str
+        seq: int
+        deadline: datetime
+        due_at: datetime
+        department: str
+        missed: int
+        first_due_at: datetime
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(missed=0, first_due_at=state["due_at"])
+
+    @event(Urged)
     def _urged(self, stage: str, seq: int, deadline: datetime, due_at: datetime,
-               department: str, occurred_at: datetime, command_id: str | None,
-               actor: str | None) -> None:
+               department: str, missed: int, first_due_at: datetime, occurred_at: datetime,
+               command_id: str | None, actor: str | None) -> None:
         self.urgings[stage] = seq
+        self.last_urge_due[stage] = due_at
         self.last_urged_at = occurred_at
         self._remember(command_id)
 
@@ -334,6 +421,8 @@ class WorkOrder(LianxinAggregate):
                    after_urgings: int, occurred_at: datetime, command_id: str | None,
                    actor: str | None) -> None:
         self.escalation_level = max(self.escalation_level, level)
+        if self.deadlines.get(stage) == deadline:
+            self.escalations[stage] = max(self.escalations.get(stage, 0), level)
         self._remember(command_id)
 
     def pause_clock(self, reason: str, occurred_at: datetime, command_id: str | None = None,
@@ -361,7 +450,12 @@ class WorkOrder(LianxinAggregate):
         require_aware(occurred_at)
         if occurred_at < self.paused_at:
             raise InvalidValue("a clock cannot resume before it was paused", field="occurred_at")
-        paused_s = (occurred_at - self.paused_at).total_seconds()
+        return self._end_pause(occurred_at, actor, command_id)
+
+    def _end_pause(self, occurred_at: datetime, actor: str | None,
+                   command_id: str | None = None) -> float:
+        assert self.paused_at is not None
+        paused_s = max(0.0, (occurred_at - self.paused_at).total_seconds())
         self._clock_resumed(paused_seconds=paused_s, occurred_at=occurred_at,
                             command_id=command_id, actor=actor)
         return paused_s
@@ -369,6 +463,9 @@ class WorkOrder(LianxinAggregate):
     @event("ClockResumed")
     def _clock_resumed(self, paused_seconds: float, occurred_at: datetime,
                        command_id: str | None, actor: str | None) -> None:
+        if self.paused_at is not None:
+            # The timers skip urging moments that fell inside a pause.
+            self.pauses.append((self.paused_at, occurred_at))
         self.paused_at = None
         self.paused_seconds += paused_seconds
         self._remember(command_id)
@@ -512,8 +609,8 @@ class WorkOrder(LianxinAggregate):
     # -- callbacks (回访) ------------------------------------------------------
     def schedule_callback(self, due_at: datetime, give_up_at: datetime, retry_after: str,
                           max_attempts: int, assignee: str, team: str, policy_version: str,
-                          occurred_at: datetime, command_id: str | None = None,
-                          actor: str | None = None) -> None:
+                          occurred_at: datetime, calendar_incomplete: bool = False,
+                          command_id: str | None = None, actor: str | None = None) -> None:
         if self.status != WorkOrderStatus.RESOLVED:
             raise InvariantViolation("a callback task follows a resolution")
         if self.callback_task and self.callback_task["state"] == "pending":
@@ -524,13 +621,37 @@ class WorkOrder(LianxinAggregate):
             give_up_at=require_aware(give_up_at, "give_up_at"),
             retry_after=retry_after, max_attempts=max_attempts,
             assignee=assignee or "", team=team or "", policy_version=policy_version,
+            calendar_incomplete=bool(calendar_incomplete),
             occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
 
-    @event("CallbackTaskScheduled")
+    class CallbackTaskScheduled(LianxinAggregate.Event):
+        """A callback task. v2 adds ``calendar_incomplete``: its working-day
+        moments were counted over a year the calendar file does not list."""
+
+        class_version = 2
+        task: int
+        due_at: datetime
+        give_up_at: datetime
+        retry_after: str
+        max_attempts: int
+        assignee: str
+        team: str
+        policy_version: str
+        calendar_incomplete: bool
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(calendar_incomplete=False)
+
+    @event(CallbackTaskScheduled)
     def _callback_task_scheduled(self, task: int, due_at: datetime, give_up_at: datetime,
                                  retry_after: str, max_attempts: int, assignee: str,
-                                 team: str, policy_version: str, occurred_at: datetime,
-                                 command_id: str | None, actor: str | None) -> None:
+                                 team: str, policy_version: str, calendar_incomplete: bool,
+                                 occurred_at: datetime, command_id: str | None,
+                                 actor: str | None) -> None:
         self.callback_task = {"task": task, "due_at": due_at, "next_due_at": due_at,
                               "give_up_at": give_up_at, "attempts": 0, "state": "pending",
                               "max_attempts": max_attempts, "assignee": assignee, "team": team,
@@ -611,6 +732,31 @@ class WorkOrder(LianxinAggregate):
             self.callback_task["next_due_at"] = next_due_at
             if outcome != "retry":
                 self.callback_task["state"] = outcome
+        self._remember(command_id)
+
+    def reassign_callback(self, assignee: str, occurred_at: datetime, team: str | None = None,
+                          command_id: str | None = None, actor: str | None = None) -> None:
+        """Hand the pending callback to another agent (and team): the first
+        contact may be off shift, or the team lead balances the worklist."""
+        t = self.callback_task
+        if t is None or t["state"] != "pending":
+            raise InvariantViolation("no callback task is pending")
+        assignee = require_text(assignee, "assignee")
+        team = t["team"] if team is None else require_text(team, "team")
+        if (assignee, team) == (t["assignee"], t["team"]):
+            raise InvariantViolation(f"the callback is already assigned to {assignee} ({team})")
+        self._callback_reassigned(task=t["task"], assignee=assignee, team=team,
+                                  previous_assignee=t["assignee"], previous_team=t["team"],
+                                  occurred_at=require_aware(occurred_at), command_id=command_id,
+                                  actor=actor)
+
+    @event("CallbackReassigned")
+    def _callback_reassigned(self, task: int, assignee: str, team: str, previous_assignee: str,
+                             previous_team: str, occurred_at: datetime, command_id: str | None,
+                             actor: str | None) -> None:
+        assert self.callback_task is not None
+        self.callback_task["assignee"] = assignee
+        self.callback_task["team"] = team
         self._remember(command_id)
 
     def give_up_callback(self, task: int, occurred_at: datetime, command_id: str | None = None,

@@ -4,7 +4,8 @@ callback worklist, the outage board and shift handovers.
 ``wo_orders`` holds each order's current state and its deadlines; "due soon"
 and "overdue" are not stored, they depend on the moment you ask
 (``queries.work_orders`` compares the deadlines with ``now``). Personal data
-(``pii``) is never copied here.
+(``pii``) is never copied here: a referral's reply is listed by partner,
+reference and time, not by its text.
 """
 
 from __future__ import annotations
@@ -26,14 +27,27 @@ _ORDER_COLUMNS = (
     " referral_reference TEXT, reopen_count INTEGER DEFAULT 0,"
     " callback_task INTEGER, callback_state TEXT, callback_due TEXT, callback_next_due TEXT,"
     " callback_give_up TEXT, callback_attempts INTEGER DEFAULT 0, callback_assignee TEXT,"
-    " callback_team TEXT, satisfaction INTEGER, position INTEGER"
+    " callback_team TEXT, satisfaction INTEGER, missed_urgings INTEGER DEFAULT 0,"
+    " calendar_incomplete INTEGER DEFAULT 0, referrals_out TEXT DEFAULT '[]',"
+    " replies TEXT DEFAULT '[]', position INTEGER"
 )
+
+TABLES = ("wo_orders", "wo_urgings", "wo_links", "wo_callback_attempts", "wo_outages",
+          "wo_outage_areas", "wo_outage_enquiries", "wo_handovers", "wo_live_calls")
 
 STAGE_DUE = {"dispatch": "dispatch_due", "accept": "accept_due", "resolve": "resolve_due"}
 
 
 class WorkOrderInboxProjection:
     name = "work_order_inbox"
+    # 2: merged urgings (missed), calendar flag, referrals and replies,
+    # outage enquiries. A new version makes the runner rebuild from the log.
+    version = 2
+
+    def reset(self, db: sqlite3.Connection) -> None:
+        from projections.runner import drop_tables
+
+        drop_tables(db, TABLES)
 
     def setup(self, db: sqlite3.Connection) -> None:
         db.execute(f"CREATE TABLE IF NOT EXISTS wo_orders ({_ORDER_COLUMNS})")
@@ -41,8 +55,8 @@ class WorkOrderInboxProjection:
         db.execute("CREATE INDEX IF NOT EXISTS wo_orders_dept ON wo_orders (department, status)")
         db.execute("CREATE TABLE IF NOT EXISTS wo_urgings (work_order_id TEXT, stage TEXT,"
                    " seq INTEGER, kind TEXT, level INTEGER, deadline TEXT, due_at TEXT,"
-                   " department TEXT, at TEXT, position INTEGER,"
-                   " PRIMARY KEY (position, kind))")
+                   " department TEXT, at TEXT, position INTEGER, missed INTEGER DEFAULT 0,"
+                   " first_due_at TEXT, PRIMARY KEY (position, kind))")
         db.execute("CREATE TABLE IF NOT EXISTS wo_links (work_order_id TEXT, link_id TEXT,"
                    " call_id TEXT, linked_at TEXT, split_to TEXT,"
                    " PRIMARY KEY (work_order_id, link_id))")
@@ -51,7 +65,11 @@ class WorkOrderInboxProjection:
                    " satisfaction INTEGER, outcome TEXT, position INTEGER PRIMARY KEY)")
         db.execute("CREATE TABLE IF NOT EXISTS wo_outages (outage_id TEXT PRIMARY KEY,"
                    " reference TEXT, kind TEXT, areas TEXT, start TEXT, end TEXT, reason TEXT,"
-                   " published_at TEXT, short_notice INTEGER, cancelled_at TEXT)")
+                   " published_at TEXT, short_notice INTEGER, cancelled_at TEXT,"
+                   " enquiries INTEGER DEFAULT 0)")
+        db.execute("CREATE TABLE IF NOT EXISTS wo_outage_enquiries (outage_id TEXT, area TEXT,"
+                   " call_id TEXT, type TEXT, channel TEXT, at TEXT,"
+                   " position INTEGER PRIMARY KEY)")
         db.execute("CREATE TABLE IF NOT EXISTS wo_outage_areas (outage_id TEXT, area TEXT,"
                    " PRIMARY KEY (area, outage_id))")
         db.execute("CREATE TABLE IF NOT EXISTS wo_handovers (handover_id TEXT PRIMARY KEY,"
@@ -82,19 +100,23 @@ def _opened(db: sqlite3.Connection, e: Any, pos: int) -> None:
 
 def _deadlines(db: sqlite3.Connection, e: Any, pos: int) -> None:
     values = {STAGE_DUE[s]: iso(d) for s, d in e.deadlines.items() if s in STAGE_DUE}
+    if e.calendar_incomplete:  # once flagged, the order stays flagged for review
+        values["calendar_incomplete"] = 1
     _set(db, e, pos, policy_version=e.policy_version, **values)
 
 
 def _urged(db: sqlite3.Connection, e: Any, pos: int) -> None:
-    db.execute("INSERT OR REPLACE INTO wo_urgings VALUES (?,?,?,?,?,?,?,?,?,?)",
+    db.execute("INSERT OR REPLACE INTO wo_urgings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                (str(e.originator_id), e.stage, e.seq, "urging", None, iso(e.deadline),
-                iso(e.due_at), e.department, iso(e.occurred_at), pos))
-    db.execute("UPDATE wo_orders SET urgings=urgings+1, last_urged_at=?, position=?"
-               " WHERE work_order_id=?", (iso(e.occurred_at), pos, str(e.originator_id)))
+                iso(e.due_at), e.department, iso(e.occurred_at), pos, e.missed,
+                iso(e.first_due_at)))
+    db.execute("UPDATE wo_orders SET urgings=urgings+1, missed_urgings=missed_urgings+?,"
+               " last_urged_at=?, position=? WHERE work_order_id=?",
+               (e.missed, iso(e.occurred_at), pos, str(e.originator_id)))
 
 
 def _escalated(db: sqlite3.Connection, e: Any, pos: int) -> None:
-    db.execute("INSERT OR REPLACE INTO wo_urgings VALUES (?,?,?,?,?,?,?,?,?,?)",
+    db.execute("INSERT OR REPLACE INTO wo_urgings VALUES (?,?,?,?,?,?,?,?,?,?,0,NULL)",
                (str(e.originator_id), e.stage, e.after_urgings, "escalation", e.level,
                 iso(e.deadline), None, e.to, iso(e.occurred_at), pos))
     db.execute("UPDATE wo_orders SET escalation_level=max(escalation_level, ?), position=?"
@@ -158,9 +180,21 @@ def _callback_recorded(db: sqlite3.Connection, e: Any, pos: int) -> None:
         _set(db, e, pos, **values)
 
 
+def _appended(column: str) -> Callable[[sqlite3.Connection, Any, int], None]:
+    """Referrals out and replies: listed on the order by partner, reference
+    and time (a reply's text is personal data and stays in the event)."""
+    def apply(db: sqlite3.Connection, e: Any, pos: int) -> None:
+        row = db.execute(f"SELECT {column} FROM wo_orders WHERE work_order_id=?",
+                         (str(e.originator_id),)).fetchone()
+        items = json.loads(row[0] or "[]") if row else []
+        items.append({"partner": e.partner, "reference": e.reference, "at": iso(e.occurred_at)})
+        _set(db, e, pos, **{column: json.dumps(items)})
+    return apply
+
+
 def _outage_published(db: sqlite3.Connection, e: Any, pos: int) -> None:
     oid = str(e.originator_id)
-    db.execute("INSERT OR REPLACE INTO wo_outages VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+    db.execute("INSERT OR REPLACE INTO wo_outages VALUES (?,?,?,?,?,?,?,?,?,NULL,0)",
                (oid, e.reference, e.kind, json.dumps(e.areas), iso(e.start), iso(e.end),
                 e.reason, iso(e.occurred_at), int(e.short_notice)))
     db.executemany("INSERT OR IGNORE INTO wo_outage_areas VALUES (?,?)",
@@ -175,6 +209,14 @@ def _outage_revised(db: sqlite3.Connection, e: Any, pos: int) -> None:
 def _outage_cancelled(db: sqlite3.Connection, e: Any, pos: int) -> None:
     db.execute("UPDATE wo_outages SET cancelled_at=? WHERE outage_id=?",
                (iso(e.occurred_at), str(e.originator_id)))
+
+
+def _enquiry_answered(db: sqlite3.Connection, e: Any, pos: int) -> None:
+    db.execute("INSERT OR REPLACE INTO wo_outage_enquiries VALUES (?,?,?,?,?,?,?)",
+               (str(e.originator_id), e.area, str(e.call_id) if e.call_id else None,
+                e.work_order_type, e.channel, iso(e.occurred_at), pos))
+    db.execute("UPDATE wo_outages SET enquiries=enquiries+1 WHERE outage_id=?",
+               (str(e.originator_id),))
 
 
 def _handover_created(db: sqlite3.Connection, e: Any, pos: int) -> None:
@@ -214,7 +256,8 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, Any, int], None]] = {
                                   accepted_at=lambda e: iso(e.occurred_at)),
     "WorkOrder.Resolved": _simple(status=lambda e: "resolved",
                                   resolved_at=lambda e: iso(e.occurred_at),
-                                  resolution=lambda e: e.resolution),
+                                  resolution=lambda e: e.resolution,
+                                  paused_at=lambda e: None),  # no clock runs once resolved
     "WorkOrder.Closed": _simple(status=lambda e: "closed", closed_at=lambda e: iso(e.occurred_at)),
     "WorkOrder.Reopened": _reopened,
     "WorkOrder.Urged": _urged,
@@ -228,6 +271,10 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, Any, int], None]] = {
                                     merged_into=lambda e: str(e.target_id)),
     "WorkOrder.ReferralReceived": _simple(referral_partner=lambda e: e.partner,
                                           referral_reference=lambda e: e.reference),
+    "WorkOrder.ReferredOut": _appended("referrals_out"),
+    "WorkOrder.ReplySent": _appended("replies"),
+    "WorkOrder.CallbackReassigned": _simple(callback_assignee=lambda e: e.assignee,
+                                            callback_team=lambda e: e.team),
     "WorkOrder.CallbackTaskScheduled": _callback_scheduled,
     "WorkOrder.CallbackRecorded": _callback_recorded,
     "WorkOrder.CallbackGaveUp": _simple(callback_state=lambda e: "gave_up",
@@ -235,6 +282,7 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, Any, int], None]] = {
     "Outage.Published": _outage_published,
     "Outage.Revised": _outage_revised,
     "Outage.Cancelled": _outage_cancelled,
+    "Outage.EnquiryAnswered": _enquiry_answered,
     "Handover.Created": _handover_created,
     "Handover.Acknowledged": _handover_acknowledged,
     "Call.Offered": _call_offered,

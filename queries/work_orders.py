@@ -46,6 +46,9 @@ def _now(now: datetime | None) -> datetime:
 def _order(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     d["location"] = json.loads(d["location"] or "{}")
+    d["referrals_out"] = json.loads(d["referrals_out"] or "[]")
+    d["replies"] = json.loads(d["replies"] or "[]")
+    d["calendar_incomplete"] = bool(d["calendar_incomplete"])
     d.pop("position", None)
     stages = STAGES_BY_STATUS.get(d["status"], ())
     dues = [(d[f"{s}_due"], s) for s in stages if d.get(f"{s}_due")]
@@ -82,7 +85,8 @@ def get_work_order(lianxin: Any, ref: str | UUID) -> dict[str, Any]:
         order = _order(row)
         wid = order["work_order_id"]
         order["urging_history"] = [dict(r) for r in db.execute(
-            "SELECT stage, seq, kind, level, deadline, due_at, department, at FROM wo_urgings"
+            "SELECT stage, seq, kind, level, deadline, due_at, department, at, missed,"
+            " first_due_at FROM wo_urgings"
             " WHERE work_order_id=? ORDER BY position, kind DESC", (wid,))]
         order["links"] = [dict(r) for r in db.execute(
             "SELECT link_id, call_id, linked_at, split_to FROM wo_links WHERE work_order_id=?"
@@ -173,6 +177,19 @@ def outage_board(lianxin: Any, *, now: datetime | None = None,
         args.append(iso(now))
     with reading(lianxin) as db:
         return [_outage(r, now) for r in db.execute(sql + " ORDER BY start", args)]
+
+
+def outage_enquiries(lianxin: Any, reference: str) -> dict[str, Any]:
+    """The fault reports one notice answered instead of a repair order."""
+    with reading(lianxin) as db:
+        row = db.execute("SELECT outage_id, reference, enquiries FROM wo_outages"
+                         " WHERE reference=?", (reference,)).fetchone()
+        if row is None:
+            raise NotFound(f"outage {reference} not found", reference=reference)
+        items = [dict(r) for r in db.execute(
+            "SELECT area, call_id, type, channel, at FROM wo_outage_enquiries"
+            " WHERE outage_id=? ORDER BY position", (row["outage_id"],))]
+    return {**dict(row), "answered": items}
 
 
 def outages_in_area(lianxin: Any, area: str, *, at: datetime | None = None) -> list[dict[str, Any]]:

@@ -147,6 +147,17 @@ def _work_orders(g: typer.Typer) -> None:
             satisfaction=satisfaction, reason=reason, reopen=reopen, reopen_reason=reopen_reason,
             command_id=key, actor=actor, occurred_at=parse_when(at)))
 
+    @g.command("reassign-callback")
+    def reassign_callback(work_order_id: str,
+                          to: str = typer.Option(..., "--to", help="the agent who calls back"),
+                          team: Optional[str] = typer.Option(None, help="default: unchanged"),
+                          key: Optional[str] = Key, actor: Optional[str] = Actor,
+                          at: Optional[str] = When) -> None:
+        """Give the pending callback (回访) to another agent (and team)."""
+        _run(wm.ReassignCallback(work_order_id=_uuid(work_order_id, "work_order_id"),
+                                 assignee=to, team=team, command_id=key, actor=actor,
+                                 occurred_at=parse_when(at)))
+
     @g.command("split")
     def split(work_order_id: str, link: str = typer.Option(..., "--link", help="link id"),
               key: Optional[str] = Key, actor: Optional[str] = Actor,
@@ -289,6 +300,13 @@ def _outages(g: typer.Typer) -> None:
         else:
             query(lambda lx: q.outage_board(lx, now=when, include_past=include_past), catch_up)
 
+    @g.command("enquiries")
+    def enquiries(reference: str, catch_up: bool = CatchUp) -> None:
+        """The fault reports a notice answered instead of a repair order."""
+        from queries.work_orders import outage_enquiries
+
+        query(lambda lx: outage_enquiries(lx, reference), catch_up)
+
 
 def _handover(g: typer.Typer) -> None:
     @g.command("create")
@@ -327,4 +345,21 @@ def _handover(g: typer.Typer) -> None:
         from queries.work_orders import handovers
 
         query(lambda lx: handovers(lx), catch_up)
+
+    @g.command("show")
+    def show(handover_id: str, catch_up: bool = CatchUp) -> None:
+        """One handover: its lists as they were, and who acknowledged it."""
+        from queries.work_orders import get_handover
+
+        hid = _uuid(handover_id, "handover_id")
+        query(lambda lx: get_handover(lx, hid), catch_up)
+
+    @g.command("snapshot")
+    def snapshot(now: Optional[str] = typer.Option(None, "--now", help="default now"),
+                 catch_up: bool = CatchUp) -> None:
+        """What a handover written now would list."""
+        from queries.work_orders import handover_snapshot
+
+        when = parse_when(now, "--now")
+        query(lambda lx: handover_snapshot(lx, now=when), catch_up)
 

@@ -22,6 +22,7 @@ from commands import work_order_messages as wm
 from commands.messages import Command
 from commands.timers import WorkOrderTimers, timer_service
 from domain.errors import InvalidValue
+from domain.handover import SNAPSHOT_LISTS
 from lianxin.http.core import CommandOutcome, body_model, execute, parse_if_match, read_models
 from lianxin.wiring import register_service
 from queries import self_service
@@ -37,10 +38,12 @@ Now = Query(None, description="the moment to judge deadlines at (ISO-8601 with o
 
 
 def _route(path: str, cmd: type[Command], summary: str, path_params: dict[str, type],
-           *, creates: bool = False, tag: str = TAG, fill: Any = None) -> None:
-    """A POST route for ``cmd``; ``fill(request, values)`` may add fields the
-    server computes (the handover snapshot)."""
-    Body = body_model(cmd, tuple(path_params))
+           *, creates: bool = False, tag: str = TAG, fill: Any = None,
+           server_fields: tuple[str, ...] = ()) -> None:
+    """A POST route for ``cmd``; ``fill(request, values)`` adds the
+    ``server_fields`` the server computes (the handover snapshot): they are
+    not part of the body, so a client that sends one gets a 422 naming it."""
+    Body = body_model(cmd, tuple(path_params) + server_fields)
     required = any(f.is_required() for f in Body.model_fields.values())
 
     def call(request: Request, response: Response, **kw: Any) -> CommandOutcome:
@@ -86,13 +89,11 @@ def _route(path: str, cmd: type[Command], summary: str, path_params: dict[str, t
 
 
 def _snapshot(request: Request, values: dict[str, Any]) -> None:
-    """The handover lists are what the read models say at that moment."""
+    """The handover lists are what the read models say at that moment, never
+    what a client claims: a handover is evidence of what was handed over."""
     lx = request.app.state.lianxin
     q.fresh(lx)
-    snap = q.handover_snapshot(lx, now=values.get("occurred_at"))
-    for name, items in snap.items():
-        if not values.get(name):
-            values[name] = items
+    values.update(q.handover_snapshot(lx, now=values.get("occurred_at")))
 
 
 WO = {"work_order_id": UUID}
@@ -110,6 +111,8 @@ _route("/work-orders/{work_order_id}/resume", wm.ResumeClock,
        "Resume the clock: deadlines move by the time paused", WO)
 _route("/work-orders/{work_order_id}/callback-attempts", wm.RecordCallbackAttempt,
        "Record a callback attempt (retries per policy; reached may reopen)", WO)
+_route("/work-orders/{work_order_id}/reassign-callback", wm.ReassignCallback,
+       "Give the pending callback (回访) to another agent (and team)", WO)
 _route("/work-orders/{work_order_id}/split", wm.SplitWorkOrder,
        "Split a wrongly merged report off into its own order", WO)
 _route("/work-orders/{work_order_id}/merge", wm.MergeWorkOrder,
@@ -120,8 +123,8 @@ _route("/outages/{reference}/revise", wm.ReviseOutage, "Change an outage's windo
        tag="outages")
 _route("/outages/{reference}/cancel", wm.CancelOutage, "Cancel an outage", OUTAGE, tag="outages")
 _route("/handovers", wm.CreateHandover,
-       "Write a shift handover (lists filled from the read models unless given)", {},
-       creates=True, tag="handovers", fill=_snapshot)
+       "Write a shift handover (its lists always come from the read models)", {},
+       creates=True, tag="handovers", fill=_snapshot, server_fields=SNAPSHOT_LISTS)
 _route("/handovers/{handover_id}/acknowledge", wm.AcknowledgeHandover,
        "The incoming shift acknowledges the handover", {"handover_id": UUID}, tag="handovers")
 
@@ -186,6 +189,14 @@ def get_outages(request: Request, response: Response, now: Optional[datetime] = 
     if area is not None:
         return q.outages_in_area(lx, area, at=now)
     return q.outage_board(lx, now=now, include_past=include_past)
+
+
+@router.get("/outages/{reference}/enquiries", tags=["outages"],
+            summary="The fault reports this notice answered instead of a repair order")
+def get_outage_enquiries(request: Request, response: Response, reference: str,
+                         min_position: Optional[int] = MinPosition) -> dict[str, Any]:
+    read_models(request, min_position, response)
+    return q.outage_enquiries(request.app.state.lianxin, reference)
 
 
 @router.get("/handovers/snapshot", tags=["handovers"],

@@ -205,3 +205,219 @@ def test_durations_parse_every_unit_and_refuse_nonsense():
         Policy.from_mapping({"rule": []})
     with pytest.raises(InvalidValue, match="weekend"):
         WorkingCalendar.from_mapping({"weekend": ["caturday"]})
+
+
+def test_a_deadline_set_during_a_pause_counts_from_when_it_was_set(lx):
+    # Paused at 10:01, dispatched at 13:00 during the pause (accept due 13:15),
+    # resumed at 13:01: the accept clock never ran, so 15 minutes are left,
+    # not the 3 h 14 min between the pause and that deadline.
+    t0 = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", t0, "pd", location={"feeder": "Z"}).aggregate_id
+    lx.commands.handle(wm.PauseClock(work_order_id=wo_id, reason="r",
+                                     occurred_at=t0 + timedelta(minutes=1)))
+    lx.commands.handle(m.DispatchWorkOrder(work_order_id=wo_id, department="grid",
+                                           occurred_at=t0 + timedelta(hours=3)))
+    assert order(lx, wo_id).deadlines["accept"] == t0 + timedelta(hours=3, minutes=15)
+    lx.commands.handle(wm.ResumeClock(work_order_id=wo_id,
+                                      occurred_at=t0 + timedelta(hours=3, minutes=1)))
+    wo = order(lx, wo_id)
+    assert wo.deadlines["accept"] == t0 + timedelta(hours=3, minutes=16)
+    # The resolve promise, set before the pause, keeps the time it had then.
+    assert wo.deadlines["resolve"] == t0 + timedelta(hours=24 + 3)
+
+
+def test_resolving_a_paused_order_ends_the_pause_so_a_reopened_order_runs_again(lx):
+    from commands.timers import WorkOrderTimers
+    from queries import work_orders as q
+    from tests.work_orders.conftest import events
+
+    t0 = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", t0, "pr2", location={"feeder": "R"}).aggregate_id
+    lx.commands.handle(m.DispatchWorkOrder(work_order_id=wo_id, department="grid",
+                                           occurred_at=t0 + timedelta(minutes=2)))
+    lx.commands.handle(wm.PauseClock(work_order_id=wo_id, reason="no access",
+                                     occurred_at=t0 + timedelta(minutes=3)))
+    lx.commands.handle(m.ResolveWorkOrder(work_order_id=wo_id, resolution="fixed",
+                                          occurred_at=t0 + timedelta(minutes=30)))
+    names = [type(e).__name__ for e in events(lx, wo_id)]
+    assert names[-3:-1] == ["ClockResumed", "Resolved"]  # then the callback task
+    assert events(lx, wo_id, "ClockResumed")[0].paused_seconds == 27 * 60
+    lx.commands.handle(m.ReopenWorkOrder(work_order_id=wo_id, reason="out again",
+                                         occurred_at=t0 + timedelta(hours=1)))
+    wo = order(lx, wo_id)
+    assert not wo.is_paused
+    assert wo.deadlines["accept"] == t0 + timedelta(hours=1, minutes=15)
+    # Urged and overdue like any running order.
+    timers = WorkOrderTimers(lx)
+    assert timers.tick(t0 + timedelta(hours=1, minutes=16)).urged == 1
+    timers.close()
+    q.fresh(lx)
+    box = q.inbox(lx, "grid", now=t0 + timedelta(hours=1, minutes=16))
+    assert [o["work_order_id"] for o in box["overdue"]] == [str(wo_id)]
+    assert not box["overdue"][0]["paused"]
+
+
+POLICY_A = """
+version = "a"
+[[rule]]
+type = "fault_repair"
+dispatch = "5 minutes"
+accept = "15 minutes"
+resolve = "24 hours"
+urge_lead = "0 minutes"
+urge_interval = "5 minutes"
+[urging]
+escalate_after = 2
+escalate_to = ["team-lead", "duty-manager"]
+"""
+
+POLICY_B = """
+version = "b"
+[[rule]]
+type = "fault_repair"
+dispatch = "5 minutes"
+urge_lead = "0 minutes"
+urge_interval = "1 hours"
+[urging]
+escalate_after = 1
+escalate_to = "director"
+"""
+
+
+def test_the_urging_cadence_is_stamped_with_the_promise(tmp_path: Path):
+    from commands.timers import WorkOrderTimers
+    from tests.work_orders.conftest import events
+
+    (tmp_path / "a.toml").write_text(POLICY_A)
+    (tmp_path / "b.toml").write_text(POLICY_B)
+    home = tmp_path / "home"
+    t0 = local(2026, 11, 23, 10)
+    first = build(settings_with(home, LIANXIN_WORK_ORDER_POLICY=str(tmp_path / "a.toml")))
+    try:
+        old = open_order(first, "fault_repair", t0, "old", location={"feeder": "A"}).aggregate_id
+    finally:
+        first.close()
+    second = build(settings_with(home, LIANXIN_WORK_ORDER_POLICY=str(tmp_path / "b.toml")))
+    try:
+        (stamp,) = [e.urging for e in events(second, old, "DeadlinesSet")]
+        assert stamp["dispatch"] == {"lead": "0 minutes", "interval": "5 minutes",
+                                     "escalate_after": 2,
+                                     "escalate_to": ["team-lead", "duty-manager"]}
+        new = open_order(second, "fault_repair", t0, "new", location={"feeder": "B"}).aggregate_id
+        timers = WorkOrderTimers(second)
+        for minute in (5, 10, 15):  # B would urge hourly and escalate at once
+            timers.tick(t0 + timedelta(minutes=minute))
+        timers.close()
+        assert [e.due_at for e in events(second, old, "Urged")] == [
+            t0 + timedelta(minutes=5), t0 + timedelta(minutes=10), t0 + timedelta(minutes=15)]
+        assert [(e.level, e.to) for e in events(second, old, "Escalated")] == [(1, "team-lead")]
+        assert [e.due_at for e in events(second, new, "Urged")] == [t0 + timedelta(minutes=5)]
+        assert [(e.level, e.to) for e in events(second, new, "Escalated")] == [(1, "director")]
+        # A resumed promise keeps its cadence, whatever the policy says now.
+        second.commands.handle(m.DispatchWorkOrder(work_order_id=old, department="grid",
+                                                   occurred_at=t0 + timedelta(minutes=16)))
+        second.commands.handle(wm.PauseClock(work_order_id=old, reason="r",
+                                             occurred_at=t0 + timedelta(minutes=17)))
+        second.commands.handle(wm.ResumeClock(work_order_id=old,
+                                              occurred_at=t0 + timedelta(minutes=20)))
+        resumed = events(second, old, "DeadlinesSet")[-1]
+        assert resumed.reason == "resume"
+        assert resumed.urging["resolve"]["interval"] == "5 minutes"
+    finally:
+        second.close()
+
+
+def test_a_deadline_counted_over_an_unlisted_year_is_flagged_and_logged(lx, caplog):
+    from queries import work_orders as q
+    from tests.work_orders.conftest import events
+
+    caplog.set_level("WARNING", logger="commands.work_order_handlers")
+    listed = open_order(lx, "complaint", local(2026, 11, 23, 10), "cal-26").aggregate_id
+    assert events(lx, listed, "DeadlinesSet")[0].calendar_incomplete is False
+    assert not caplog.records
+    # The calendar file lists 2025 and 2026: a complaint opened on 28 December
+    # 2026 ends in January 2027, counted with weekends only.
+    crossing = open_order(lx, "complaint", local(2026, 12, 28, 10), "cal-27").aggregate_id
+    (set_,) = events(lx, crossing, "DeadlinesSet")
+    assert set_.calendar_incomplete is True
+    assert set_.deadlines["resolve"] == local(2027, 1, 5)  # Tue 29 .. Mon 4 Jan, weekends only
+    (record,) = caplog.records
+    assert "2027" in record.getMessage() and "resolve" in record.getMessage()
+    # Minutes and hours do not depend on the calendar: not flagged.
+    fault = open_order(lx, "fault_repair", local(2027, 3, 1, 10), "cal-f",
+                       location={"feeder": "C"}).aggregate_id
+    assert events(lx, fault, "DeadlinesSet")[0].calendar_incomplete is False
+    # Callback tasks are working-day moments too.
+    lx.commands.handle(m.ResolveWorkOrder(work_order_id=crossing, resolution="answered",
+                                          occurred_at=local(2026, 12, 31, 10)))
+    assert events(lx, crossing, "CallbackTaskScheduled")[0].calendar_incomplete is True
+    q.fresh(lx)
+    assert q.get_work_order(lx, crossing)["calendar_incomplete"] is True
+    assert q.get_work_order(lx, listed)["calendar_incomplete"] is False
+
+
+def test_a_calendar_missing_the_coming_year_is_reported_at_start(tmp_path: Path, caplog):
+    from commands.work_order_rules import DEFAULT_CALENDAR, calendar_warnings
+
+    assert calendar_warnings(CAL, DEFAULT_CALENDAR, today=date(2026, 6, 1)) == []
+    (warning,) = calendar_warnings(CAL, DEFAULT_CALENDAR, today=date(2026, 12, 4))
+    assert "2027" in warning and "calendar_cn.toml" in warning
+    (tmp_path / "old.toml").write_text('[years.2019]\nholidays = ["2019-10-01"]\n')
+    caplog.set_level("WARNING", logger="commands.work_order_rules")
+    lx = build(settings_with(tmp_path / "home", LIANXIN_CALENDAR=str(tmp_path / "old.toml")))
+    lx.close()
+    assert any("old.toml" in r.getMessage() and "does not list" in r.getMessage()
+               for r in caplog.records)
+
+
+POLICY_BY_CATEGORY = """
+version = "by-category"
+[[rule]]
+type = "complaint"
+resolve = "5 working_days"
+[[rule]]
+type = "complaint"
+category = "billing"
+resolve = "2 days"
+[[rule]]
+type = "complaint"
+priority = "urgent"
+resolve = "1 days"
+[[rule]]
+type = "complaint"
+category = "billing"
+priority = "urgent"
+resolve = "4 hours"
+"""
+
+
+def test_a_rule_matched_by_category_wins_over_the_types_rule(tmp_path: Path):
+    (tmp_path / "policy.toml").write_text(POLICY_BY_CATEGORY)
+    lx = build(settings_with(tmp_path / "home",
+                             LIANXIN_WORK_ORDER_POLICY=str(tmp_path / "policy.toml")))
+    t0 = local(2026, 11, 23, 10)
+    try:
+        def resolve_due(key: str, **kw) -> object:
+            return order(lx, open_order(lx, "complaint", t0, key, **kw).aggregate_id
+                         ).deadlines["resolve"]
+
+        assert resolve_due("plain") == local(2026, 12, 1)  # 5 working days
+        assert resolve_due("bill", category="billing") == t0 + timedelta(days=2)
+        assert resolve_due("other", category="service") == local(2026, 12, 1)
+        assert resolve_due("urgent", priority="urgent") == t0 + timedelta(days=1)
+        # Category and priority both match: the most specific rule wins.
+        assert resolve_due("both", category="billing", priority="urgent") == (
+            t0 + timedelta(hours=4))
+    finally:
+        lx.close()
+
+
+def test_the_escalation_chain_is_configuration():
+    chain = Policy.from_mapping({"version": "v", "urging": {"escalate_to": "supervisor"}})
+    assert chain.urging.escalate_to == ("supervisor",)
+    cadence = RULES.policy.cadence("complaint")
+    assert cadence.escalate_to == ("supervisor", "duty_manager", "center_director")
+    assert [cadence.level_after(n) for n in (2, 3, 6, 9, 12, 300)] == [0, 1, 2, 3, 3, 3]
+    for bad in ([], [""], 7):
+        with pytest.raises(InvalidValue, match="urging.escalate_to"):
+            Policy.from_mapping({"version": "v", "urging": {"escalate_to": bad}})

@@ -43,9 +43,12 @@ def test_work_order_follow_through_over_http(client):
     assert merged["result"]["outcome"] == "merged"
     wo = first["aggregate_id"]
     tick = ok(client.post("/work-orders/timers/tick", params={"now": "2026-11-23T09:21:00+08:00"}))
-    assert tick["urged"] == 4 and tick["escalated"] == 1
+    # 9:05, 9:10, 9:15, 9:20 were due: one urging standing for the four.
+    assert (tick["urged"], tick["missed"], tick["escalated"]) == (1, 3, 1)
     view = ok(client.get(f"/work-orders/{wo}", params={"min_position": _count(client)}))
-    assert view["urgings"] == 4 and view["linked_reports"] == 1
+    assert view["urgings"] == 1 and view["missed_urgings"] == 3 and view["linked_reports"] == 1
+    assert [(u["kind"], u["seq"], u["missed"]) for u in view["urging_history"]] == [
+        ("urging", 4, 3), ("escalation", 4, 0)]
     assert view["links"][0]["link_id"] == "cmd:h2"
     by_number = ok(client.get(f"/work-orders/{view['number']}"))
     assert by_number["work_order_id"] == wo
@@ -93,6 +96,51 @@ def test_referrals_callbacks_outages_and_handovers_over_http(client):
     assert ok(client.get("/handovers/snapshot"))["open_calls"] == []
     assert len(ok(client.get("/handovers"))) == 1
     assert ok(client.get("/work-orders/callbacks")) == []
+
+
+def test_a_handover_takes_its_lists_from_the_read_models_never_from_the_client(client):
+    wo = ok(client.post("/work-orders", json={"type": "complaint", "summary": "s",
+                                              "occurred_at": AT}), 201)["aggregate_id"]
+    before = _count(client)
+    for name in ("open_orders", "overdue_orders", "open_calls", "pending_callbacks"):
+        body = _problem(client.post("/handovers", json={
+            "from_shift": "day", "to_shift": "night", name: ["FAKE"]}), 422, name)
+        assert body["field"] == name
+    assert _count(client) == before
+    # Without lists the server fills them in: the real open order is there.
+    ho = ok(client.post("/handovers", json={"from_shift": "day", "to_shift": "night",
+                                            "occurred_at": "2026-11-23T10:00:00+08:00"}), 201)
+    got = ok(client.get(f"/handovers/{ho['aggregate_id']}",
+                        params={"min_position": _count(client)}))
+    number = ok(client.get(f"/work-orders/{wo}"))["number"]
+    assert got["snapshot"]["open_orders"] == [number]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["CreateHandoverBody"]
+    assert "open_orders" not in schema["properties"]
+
+
+def test_callbacks_are_reassigned_and_outage_answers_listed_over_http(client):
+    wo = ok(client.post("/work-orders", json={"type": "complaint", "summary": "s",
+                                              "occurred_at": AT},
+                        headers={"X-Actor": "1001"}), 201)["aggregate_id"]
+    ok(client.post(f"/work-orders/{wo}/resolve", json={"resolution": "done"}))
+    ok(client.post(f"/work-orders/{wo}/reassign-callback", json={"assignee": "1002"}))
+    mine = ok(client.get("/work-orders/callbacks", params={"agent": "1002",
+                                                           "min_position": _count(client)}))
+    assert [r["work_order_id"] for r in mine] == [wo]
+    _problem(client.post(f"/work-orders/{wo}/reassign-callback", json={"assignee": "1002"}),
+             409)
+    _problem(client.post(f"/work-orders/{wo}/reassign-callback", json={}), 422, "assignee")
+    ok(client.post("/outages", json={"reference": "TD-8", "kind": "temporary",
+                                     "areas": ["feeder:F8"], "start": AT,
+                                     "end": "2026-11-23T18:00:00+08:00", "reason": "fault",
+                                     "occurred_at": AT}), 201)
+    answer = ok(client.post("/work-orders", json={
+        "type": "fault_repair", "summary": "dark", "location": {"feeder": "F8"},
+        "occurred_at": "2026-11-23T10:00:00+08:00"}), 201)
+    assert answer["result"]["outcome"] == "outage_information" and answer["new_events"] == 1
+    listed = ok(client.get("/outages/TD-8/enquiries", params={"min_position": _count(client)}))
+    assert listed["enquiries"] == 1 and listed["answered"][0]["area"] == "feeder:f8"
+    _problem(client.get("/outages/TD-404/enquiries"), 404)
 
 
 def test_bad_input_is_a_problem_and_changes_nothing(client):
@@ -160,6 +208,12 @@ def test_the_command_line(tmp_path: Path, monkeypatch):
     assert ho["open_orders"] and ho["overdue_orders"] == []
     run("handover", "acknowledge", ho["handover_id"], "--by", "2001")
     assert run("handover", "list")[0]["acknowledged_by"] == "2001"
+    shown = run("handover", "show", ho["handover_id"])
+    assert shown["acknowledged_by"] == "2001" and shown["snapshot"]["open_orders"] == [number]
+    assert run("handover", "snapshot", "--now", AT)["open_orders"] == [number]
+    assert "handover_id" in run("handover", "show", "nope", code=2)
+    assert "not found" in run("handover", "show", str(uuid4()), code=1)
+    assert run("outages", "enquiries", "TD-5")["enquiries"] == 1
     # Errors exit non-zero and name the field or option.
     assert "--location" in run("work-orders", "intake", "--type", "fault_repair",
                                "--summary", "x", "--location", "F5", code=2)
@@ -174,3 +228,8 @@ def test_the_command_line(tmp_path: Path, monkeypatch):
     assert run("work-orders", "callback", wo, "--result", "busy", "--reason", "engaged",
                )["new_events"] == 1
     assert run("work-orders", "callbacks")[0]["callback_attempts"] == 1
+    run("work-orders", "reassign-callback", wo, "--to", "1002", "--team", "vip")
+    (task,) = run("work-orders", "callbacks", "--agent", "1002")
+    assert (task["work_order_id"], task["callback_team"]) == (wo, "vip")
+    assert "already assigned" in run("work-orders", "reassign-callback", wo, "--to", "1002",
+                                     code=1)

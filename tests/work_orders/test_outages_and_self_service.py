@@ -47,10 +47,12 @@ def test_fault_calls_from_a_covered_area_during_an_outage_get_information(lx):
     _publish(lx, "TD-9", start, end, areas=["feeder:F12", "area:Xihu Garden"])
     during = open_order(lx, "fault_repair", start + timedelta(minutes=30), "in",
                         location={"feeder": "f12", "address": "3 Lake Rd"})
-    assert during.aggregate_id is None and during.new_events == 0
+    assert during.aggregate_id is None
+    assert during.new_events == 1  # the answer, on the outage (no work order)
     assert during.result.outcome == "outage_information"
     assert during.result.outage["reference"] == "TD-9"
     assert during.result.outage["end"] == end.isoformat()
+    assert events(lx, name="Opened") == []
     # Before it starts, after it ends, elsewhere, or not a fault: an order as usual.
     before = open_order(lx, "fault_repair", start - timedelta(minutes=1), "before",
                         location={"feeder": "F12"})
@@ -65,6 +67,39 @@ def test_fault_calls_from_a_covered_area_during_an_outage_get_information(lx):
     again = open_order(lx, "fault_repair", start + timedelta(minutes=40), "again",
                        location={"area": "xihu garden"})
     assert again.aggregate_id is not None
+
+
+def test_answers_given_from_a_notice_are_recorded_on_the_outage(lx):
+    start, end = NOW + timedelta(hours=1), NOW + timedelta(hours=5)
+    outage_id = _publish(lx, "TD-40", start, end, areas=["feeder:F40"]).aggregate_id
+    call_id = lx.commands.handle(m.OfferCall(external_id="oq-1", dialed_number="95598",
+                                             occurred_at=start)).aggregate_id
+    at = start + timedelta(minutes=10)
+    first = open_order(lx, "fault_repair", at, "oq-1", call_id=call_id,
+                       location={"feeder": "F40"}, customer={"phone": "13900000000"},
+                       summary="lights out at 5 Hill Rd")
+    assert first.result.outcome == "outage_information"
+    # A retry of the same report answers again and records nothing new.
+    again = open_order(lx, "fault_repair", at, "oq-1", call_id=call_id,
+                       location={"feeder": "F40"}, summary="lights out at 5 Hill Rd")
+    assert again.result.outcome == "outage_information" and again.new_events == 0
+    open_order(lx, "fault_repair", at + timedelta(minutes=5), "oq-2",
+               location={"feeder": "F40"}, channel="app")
+    answered = events(lx, outage_id, "EnquiryAnswered")
+    assert [(e.call_id, e.area, e.work_order_type, e.channel, e.occurred_at)
+            for e in answered] == [
+        (call_id, "feeder:f40", "fault_repair", "phone", at),
+        (None, "feeder:f40", "fault_repair", "app", at + timedelta(minutes=5))]
+    assert answered[0].customer_ref and "13900000000" not in answered[0].customer_ref
+    assert answered[0].pii["summary"] == "lights out at 5 Hill Rd"
+    assert lx.app.repository.get(outage_id).enquiries == 2
+    # Counted on the board and listed for audit, without the personal data.
+    q.fresh(lx)
+    (board,) = [o for o in q.outage_board(lx, now=at) if o["reference"] == "TD-40"]
+    assert board["enquiries"] == 2
+    listed = q.outage_enquiries(lx, "TD-40")
+    assert [a["call_id"] for a in listed["answered"]] == [str(call_id), None]
+    assert "Hill" not in str(listed) and "139" not in str(listed)
 
 
 def test_the_ivr_reads_outages_and_order_status(lx):

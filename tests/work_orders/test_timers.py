@@ -1,6 +1,8 @@
 """Durable timers: urging repeated at its interval until the stage is done,
-escalation after N urgings, each due moment fired exactly once, across a
-real restart (a new build on the same data, and a separate process)."""
+escalation after N due moments up a chain with a top, each due moment
+accounted for exactly once across a real restart (a new build on the same
+data, and a separate process), moments missed while down merged into one
+urging, and no urging for the time a clock was paused."""
 
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ def test_each_urging_fires_once_across_restarts_and_processes(settings):
         timers = WorkOrderTimers(second)
         again = timers.tick(local(2026, 11, 30, 23, 30))
         assert (again.urged, again.duplicates, again.refused) == (0, 0, [])
+        # Down from 23:30 to 7:30: the moments of 3:00 and 7:00 are one urging.
         later = timers.tick(local(2026, 12, 1, 7, 30))
-        assert (later.urged, later.escalated) == (2, 1)
+        assert (later.urged, later.missed, later.escalated) == (1, 1, 1)
         timers.close()
     finally:
         second.close()
@@ -73,11 +76,11 @@ def test_each_urging_fires_once_across_restarts_and_processes(settings):
     third = build(settings)
     try:
         urged = events(third, wo_id, "Urged")
-        assert [(e.seq, e.due_at, e.department, e.stage) for e in urged] == [
-            (1, local(2026, 11, 30, 23), "billing", "resolve"),
-            (2, local(2026, 12, 1, 3), "billing", "resolve"),
-            (3, local(2026, 12, 1, 7), "billing", "resolve"),
-            (4, local(2026, 12, 1, 11), "billing", "resolve"),
+        assert [(e.seq, e.missed, e.first_due_at, e.due_at, e.department, e.stage)
+                for e in urged] == [
+            (1, 0, local(2026, 11, 30, 23), local(2026, 11, 30, 23), "billing", "resolve"),
+            (3, 1, local(2026, 12, 1, 3), local(2026, 12, 1, 7), "billing", "resolve"),
+            (4, 0, local(2026, 12, 1, 11), local(2026, 12, 1, 11), "billing", "resolve"),
         ]
         assert all(e.deadline == local(2026, 12, 1) for e in urged)
         (esc,) = events(third, wo_id, "Escalated")
@@ -88,31 +91,57 @@ def test_each_urging_fires_once_across_restarts_and_processes(settings):
         timers = WorkOrderTimers(third)
         assert timers.tick(local(2026, 12, 1, 23)).urged == 0
         timers.close()
-        assert len(events(third, wo_id, "Urged")) == 4
+        assert len(events(third, wo_id, "Urged")) == 3
     finally:
         third.close()
 
 
-def test_moments_missed_while_down_are_caught_up_in_order(lx):
+def test_moments_missed_while_down_are_merged_into_one_urging(lx):
     opened = local(2026, 11, 23, 10)
     wo_id = open_order(lx, "fault_repair", opened, "f-1",
                        location={"transformer": "T-1"}).aggregate_id
     timers = WorkOrderTimers(lx)
     report = timers.tick(opened + timedelta(hours=1))  # nobody ticked for an hour
-    # Dispatch due 10:05, urged then and every 5 minutes up to 11:00: 12 moments.
-    assert (report.urged, report.escalated) == (12, 4)
-    urged = events(lx, wo_id, "Urged")
-    assert [e.due_at for e in urged] == [opened + timedelta(minutes=5 * k) for k in range(1, 13)]
-    assert {e.department for e in urged} == {"dispatch"}
-    assert [e.level for e in events(lx, wo_id, "Escalated")] == [1, 2, 3, 4]
-    assert order(lx, wo_id).escalation_level == 4
+    # Dispatch due 10:05, urged then and every 5 minutes up to 11:00: 12
+    # moments, recorded as one urging standing for all of them.
+    assert (report.urged, report.missed, report.escalated) == (1, 11, 1)
+    (urged,) = events(lx, wo_id, "Urged")
+    assert (urged.seq, urged.missed) == (12, 11)
+    assert (urged.first_due_at, urged.due_at) == (opened + timedelta(minutes=5),
+                                                  opened + timedelta(hours=1))
+    assert urged.department == "dispatch" and urged.occurred_at == opened + timedelta(hours=1)
+    # 12 moments call for level 4; the chain's top is level 3: one escalation there.
+    (esc,) = events(lx, wo_id, "Escalated")
+    assert (esc.level, esc.to, esc.after_urgings) == (3, "center_director", 12)
+    # Ticking on again urges at the interval, and nothing escalates past the top.
+    report = timers.tick(opened + timedelta(hours=1, minutes=15))
+    assert (report.urged, report.missed, report.escalated) == (1, 2, 0)
+    assert order(lx, wo_id).escalation_level == 3
     # Dispatching ends the dispatch urging; the accept promise starts its own.
     lx.commands.handle(m.DispatchWorkOrder(work_order_id=wo_id, department="grid-north",
-                                           occurred_at=opened + timedelta(hours=1, minutes=1)))
-    report = timers.tick(opened + timedelta(hours=1, minutes=20))
+                                           occurred_at=opened + timedelta(hours=1, minutes=16)))
+    report = timers.tick(opened + timedelta(hours=1, minutes=35))
     accept = [e for e in events(lx, wo_id, "Urged") if e.stage == "accept"]
     assert report.urged == 1 and accept[0].department == "grid-north"
-    assert accept[0].due_at == opened + timedelta(hours=1, minutes=16)
+    assert (accept[0].seq, accept[0].due_at) == (1, opened + timedelta(hours=1, minutes=31))
+    timers.close()
+
+
+def test_a_day_without_a_tick_is_no_storm(lx):
+    # The review's case: a fault order nobody ticked for a day used to fire
+    # 289 urgings and 96 escalations, "to supervisor" at level 96.
+    opened = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", opened, "storm",
+                       location={"feeder": "Q"}).aggregate_id
+    timers = WorkOrderTimers(lx)
+    report = timers.tick(opened + timedelta(days=1))
+    # One urging per deadline in play: dispatch (288 moments) and resolve
+    # (24 h promise, lead 0: its first moment is now).
+    assert (report.urged, report.missed) == (2, 287)
+    assert [(e.stage, e.seq) for e in events(lx, wo_id, "Urged")] == [
+        ("dispatch", 288), ("resolve", 1)]
+    assert [e.level for e in events(lx, wo_id, "Escalated")] == [3]
+    assert timers.tick(opened + timedelta(days=1)).urged == 0
     timers.close()
 
 
@@ -124,15 +153,25 @@ def test_two_timers_racing_over_one_store_fire_each_moment_once(tmp_path):
         ids = [open_order(a, "fault_repair", opened, f"race-{i}",
                           location={"feeder": f"F{i}"}).aggregate_id for i in range(4)]
         ta, tb = WorkOrderTimers(a), WorkOrderTimers(b, tmp_path / "other-timers.sqlite")
-        now = opened + timedelta(minutes=31)  # 6 moments each
-        threads = [threading.Thread(target=t.tick, args=(now,)) for t in (ta, tb)]
+        # Both tick through the same half hour, each at its own pace: 6 moments.
+        nows = [opened + timedelta(minutes=k) for k in (6, 11, 12, 21, 26, 31)]
+
+        def run(timers, steps):
+            for now in steps:
+                timers.tick(now)
+
+        threads = [threading.Thread(target=run, args=(ta, nows)),
+                   threading.Thread(target=run, args=(tb, nows[1::2]))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         for wo_id in ids:
-            assert [e.seq for e in events(a, wo_id, "Urged")] == [1, 2, 3, 4, 5, 6]
-            assert len(events(a, wo_id, "Escalated")) == 2
+            urged = events(a, wo_id, "Urged")
+            # Every moment 1..6 accounted for by exactly one urging, in turn.
+            covered = [k for e in urged for k in range(e.seq - e.missed, e.seq + 1)]
+            assert covered == [1, 2, 3, 4, 5, 6]
+            assert [e.level for e in events(a, wo_id, "Escalated")] == [1, 2]
         ta.close()
         tb.close()
     finally:
@@ -140,24 +179,50 @@ def test_two_timers_racing_over_one_store_fire_each_moment_once(tmp_path):
         b.close()
 
 
-def test_a_paused_clock_is_not_urged_and_resuming_restarts_the_count(lx):
+def test_a_paused_clock_is_not_urged_and_urging_carries_on_after_the_resume(lx):
     opened = local(2026, 11, 23, 10)
     wo_id = open_order(lx, "fault_repair", opened, "pz", location={"address": "2 Oak"}).aggregate_id
     timers = WorkOrderTimers(lx)
-    assert timers.tick(opened + timedelta(minutes=6)).urged == 1
+    assert timers.tick(opened + timedelta(minutes=6)).urged == 1  # the 10:05 moment
     lx.commands.handle(wm.PauseClock(work_order_id=wo_id, reason="customer not home",
                                      occurred_at=opened + timedelta(minutes=7)))
     assert timers.tick(opened + timedelta(hours=2)).urged == 0
     lx.commands.handle(wm.ResumeClock(work_order_id=wo_id,
                                       occurred_at=opened + timedelta(hours=2)))
-    # The dispatch deadline was already missed when paused: it stays missed,
-    # and urging carries on from where it stood (no new promise).
+    # The dispatch deadline was already missed when paused: it stays missed.
     wo = order(lx, wo_id)
     assert wo.deadlines["dispatch"] == opened + timedelta(minutes=5)
+    # The 23 moments from 10:10 to 12:00 fell inside the pause: none is due,
+    # not even merged into one. Urging carries on at the next step after
+    # the resume, as the second urging of the deadline.
     report = timers.tick(opened + timedelta(hours=2))
-    assert report.urged == 23  # moments 10:10 .. 12:00 (the one at 10:05 fired before)
+    assert (report.urged, report.missed) == (0, 0)
+    report = timers.tick(opened + timedelta(hours=2, minutes=5))
+    assert (report.urged, report.missed, report.escalated) == (1, 0, 0)
+    last = events(lx, wo_id, "Urged")[-1]
+    assert (last.stage, last.seq, last.due_at) == ("dispatch", 2,
+                                                   opened + timedelta(hours=2, minutes=5))
     # The 24 h resolution promise was not yet due: it moved by the pause.
     assert wo.deadlines["resolve"] == opened + timedelta(hours=24, minutes=113)
+    timers.close()
+
+
+def test_moments_missed_before_a_pause_are_still_due_but_not_those_inside_it(lx):
+    # The timer was down across the pause: 10:05 and 10:10 fell due before
+    # the order was paused at 10:12, 10:15..11:00 inside the pause (10:12 to
+    # 11:00), 11:05 after it.
+    opened = local(2026, 11, 23, 10)
+    wo_id = open_order(lx, "fault_repair", opened, "pz2", location={"address": "3 Oak"}).aggregate_id
+    lx.commands.handle(wm.PauseClock(work_order_id=wo_id, reason="customer not home",
+                                     occurred_at=opened + timedelta(minutes=12)))
+    lx.commands.handle(wm.ResumeClock(work_order_id=wo_id,
+                                      occurred_at=opened + timedelta(hours=1)))
+    timers = WorkOrderTimers(lx)
+    report = timers.tick(opened + timedelta(hours=1, minutes=6))
+    assert (report.urged, report.missed) == (1, 2)
+    (urged,) = events(lx, wo_id, "Urged")
+    assert (urged.seq, urged.first_due_at, urged.due_at) == (
+        3, opened + timedelta(minutes=5), opened + timedelta(hours=1, minutes=5))
     timers.close()
 
 

@@ -12,7 +12,7 @@ from commands import work_order_messages as wm
 from commands.timers import WorkOrderTimers
 from domain.errors import InvalidValue, InvariantViolation
 from queries import work_orders as q
-from tests.work_orders.conftest import local, open_order
+from tests.work_orders.conftest import events, local, open_order
 
 T0 = local(2026, 11, 23, 9)
 
@@ -56,7 +56,10 @@ def test_the_inbox_sorts_a_departments_orders_by_their_deadlines(lx):
 def test_urging_list_and_callback_worklist(lx):
     wo_id = _dispatched(lx, "u1", "fault_repair", "grid", T0, location={"feeder": "U1"})
     # Accept due 9:17 (dispatched 9:02 + 15 min): urged 9:17, :22, :27, :32, :37.
-    WorkOrderTimers(lx).tick(T0 + timedelta(minutes=40))
+    timers = WorkOrderTimers(lx)
+    for minute in (18, 23, 28, 33, 38):
+        timers.tick(T0 + timedelta(minutes=minute))
+    timers.close()
     q.fresh(lx)
     urgings = q.urging_list(lx, "grid")
     assert [(u["kind"], u["seq"]) for u in urgings][:2] == [("urging", 5), ("urging", 4)]
@@ -111,3 +114,50 @@ def test_a_handover_lists_what_is_open_and_is_acknowledged_once(lx):
     assert "upset" not in str(ho)  # notes are personal data: not in the read model
     with pytest.raises(InvalidValue, match="different shifts"):
         lx.commands.handle(wm.CreateHandover(from_shift="A", to_shift="A"))
+
+
+def test_referrals_out_and_replies_show_in_the_order_and_the_inbox(lx):
+    wo_id = lx.commands.handle(wm.ReceiveReferral(
+        type="complaint", summary="street light out", partner="12345", reference="SZ-1",
+        occurred_at=T0, command_id="ref-1")).aggregate_id
+    lx.commands.handle(wm.ReferWorkOrder(work_order_id=wo_id, partner="119", reference="F-77",
+                                         occurred_at=T0 + timedelta(minutes=5)))
+    lx.commands.handle(wm.SendReply(work_order_id=wo_id, partner="12345",
+                                    text="crew sent to 8 Pine Rd",
+                                    occurred_at=T0 + timedelta(hours=2)))
+    q.fresh(lx)
+    view = q.get_work_order(lx, wo_id)
+    assert (view["referral_partner"], view["referral_reference"]) == ("12345", "SZ-1")
+    assert view["referrals_out"] == [{"partner": "119", "reference": "F-77",
+                                      "at": "2026-11-23T01:05:00.000000+00:00"}]
+    assert view["replies"] == [{"partner": "12345", "reference": "SZ-1",
+                                "at": "2026-11-23T03:00:00.000000+00:00"}]
+    assert "Pine" not in str(view)  # the reply's text is personal data
+    (listed,) = q.inbox(lx, None, now=T0 + timedelta(minutes=30))["due_soon"]
+    assert listed["referrals_out"] == view["referrals_out"]
+    assert listed["replies"] == view["replies"]
+
+
+def test_a_pending_callback_can_be_given_to_another_agent(lx):
+    cid = lx.commands.handle(m.OpenWorkOrder(type="complaint", summary="s", command_id="ra",
+                                             occurred_at=T0, actor="1001")).aggregate_id
+    with pytest.raises(InvariantViolation, match="no callback task"):
+        lx.commands.handle(wm.ReassignCallback(work_order_id=cid, assignee="1002"))
+    lx.commands.handle(m.ResolveWorkOrder(work_order_id=cid, resolution="done",
+                                          occurred_at=T0 + timedelta(hours=1)))
+    lx.commands.handle(wm.ReassignCallback(work_order_id=cid, assignee="1002",
+                                           occurred_at=T0 + timedelta(hours=2)))
+    q.fresh(lx)
+    assert q.callback_worklist(lx, agent="1001") == []
+    (mine,) = q.callback_worklist(lx, agent="1002")
+    assert (mine["work_order_id"], mine["callback_team"]) == (str(cid), "callback")
+    lx.commands.handle(wm.ReassignCallback(work_order_id=cid, assignee="3001", team="vip",
+                                           occurred_at=T0 + timedelta(hours=3)))
+    q.fresh(lx)
+    assert [r["callback_assignee"] for r in q.callback_worklist(lx, team="vip")] == ["3001"]
+    with pytest.raises(InvariantViolation, match="already assigned"):
+        lx.commands.handle(wm.ReassignCallback(work_order_id=cid, assignee="3001"))
+    with pytest.raises(InvalidValue, match="assignee"):
+        lx.commands.handle(wm.ReassignCallback(work_order_id=cid, assignee=" "))
+    (moved,) = events(lx, cid, "CallbackReassigned")[:1]
+    assert (moved.task, moved.previous_assignee, moved.assignee) == (1, "1001", "1002")
