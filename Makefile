@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run PORT=8001` runs a second instance beside the first (with its own LIANXIN_HOME).
+PORT ?= 8000
 
 .PHONY: run test bench clean
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 # A simulated day through the ARI simulator, the Stasis app, the API and the
 # live read models; then the DuckDB warehouse is loaded and the day's KPIs shown.
 run: $(STAMP)
-	$(BIN)/lianxin demo
+	$(BIN)/lianxin demo --port $(PORT)
 	$(BIN)/lianxin warehouse load
 	$(BIN)/lianxin kpi report --by queue --interval day \
 	  --kpi offered,answered,abandoned,service_level,asa_s,abandon_rate,aht_s

@@ -49,9 +49,17 @@ def require_aware(when: datetime, field: str = "occurred_at") -> datetime:
     return when
 
 
+# Longest text a domain field takes (a complaint's summary is the longest
+# real one): what is accepted is stored, copied into read models and kept.
+MAX_TEXT = 10_000
+
+
 def require_text(value: Any, field: str, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise InvalidValue(f"{field} must be a non-empty string", field=field)
+    if len(value) > MAX_TEXT:
+        raise InvalidValue(f"{field} is {len(value):,} characters long; at most "
+                           f"{MAX_TEXT:,} are accepted", field=field)
     return value
 
 

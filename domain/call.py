@@ -8,7 +8,7 @@ the private ``@event`` methods only record what happened (they are replayed).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -39,6 +39,8 @@ TRANSFER_KINDS = {"blind", "attended"}
 TRANSFER_TARGETS = {"queue", "agent", "ivr", "external"}
 MONITOR_MODES = {"listen", "whisper", "barge"}
 SURVEY_SCALE = 5  # post-call keypad survey: 1 (very dissatisfied) .. 5 (very satisfied)
+# How far a source time may lag the call's previous event (see _in_order).
+CLOCK_SKEW = timedelta(seconds=60)
 RING_OUTCOMES = {"no_answer", "busy", "unavailable", "rejected", "canceled"}
 
 
@@ -123,7 +125,7 @@ class Call(LianxinAggregate):
             id=call_id_for(external_id),
             external_id=external_id,
             dialed_number=dialed_number,
-            trunk=trunk or "",
+            trunk=require_text(trunk or "", "trunk", allow_empty=True),
             direction=direction,
             caller_hash=caller_hash,
             pii=pii,
@@ -144,7 +146,16 @@ class Call(LianxinAggregate):
             )
 
     def _in_order(self, occurred_at: datetime) -> datetime:
+        """A source time may lag the call's last one a little (Asterisk's
+        channels and a client's clock are not one clock), but not by more
+        than ``CLOCK_SKEW``: a call that went back in time would give negative
+        waits and offsets to every report that reads it."""
         require_aware(occurred_at)
+        if occurred_at < self.last_at - CLOCK_SKEW:
+            raise InvalidValue(
+                f"occurred_at {occurred_at.isoformat()} is before this call's last event "
+                f"({self.last_at.isoformat()}) by more than {CLOCK_SKEW.total_seconds():.0f} s",
+                field="occurred_at")
         return occurred_at
 
     def _must_be_talking(self, action: str) -> None:
@@ -340,12 +351,12 @@ class Call(LianxinAggregate):
         leg is released: at once for a blind transfer, after the consultation
         for an attended one (the consultation itself is the agent's business).
         The caller then waits for the target like a queued call."""
-        self._must_be_talking("transfer")
         if kind not in TRANSFER_KINDS:
             raise InvalidValue(f"kind must be one of {sorted(TRANSFER_KINDS)}", field="kind")
         if target_type not in TRANSFER_TARGETS:
             raise InvalidValue(f"target_type must be one of {sorted(TRANSFER_TARGETS)}",
                                field="target_type")
+        self._must_be_talking("transfer")
         self._transferred(kind=kind, target_type=target_type, target=require_text(target, "target"),
                           from_leg_id=self.leg_id, from_agent_id=self.agent_id,
                           occurred_at=self._in_order(occurred_at), command_id=command_id,
@@ -404,9 +415,9 @@ class Call(LianxinAggregate):
 
     def start_monitor(self, supervisor_id: str, mode: str, occurred_at: datetime,
                       command_id: str | None = None, actor: str | None = None) -> None:
-        self._must_be_talking("monitor")
         if mode not in MONITOR_MODES:
             raise InvalidValue(f"mode must be one of {sorted(MONITOR_MODES)}", field="mode")
+        self._must_be_talking("monitor")
         self._monitor_started(supervisor_id=require_text(supervisor_id, "supervisor_id"), mode=mode,
                               occurred_at=self._in_order(occurred_at), command_id=command_id,
                               actor=actor)
@@ -477,10 +488,10 @@ class Call(LianxinAggregate):
         """The call is over. A caller who hangs up before an agent answered has
         abandoned (in the IVR only if they were waiting to be served there:
         callers who leave after self-service are served, not abandoned)."""
-        self._must_be_live("end the call")
         if hung_up_by not in HANGUP_PARTIES:
             raise InvalidValue(f"hung_up_by must be one of {sorted(HANGUP_PARTIES)}",
                                field="hung_up_by")
+        self._must_be_live("end the call")
         occurred_at = self._in_order(occurred_at)
         stage = {
             CallState.OFFERED: "ivr", CallState.IVR: "ivr",
@@ -560,10 +571,10 @@ class Call(LianxinAggregate):
 
     def answer_survey(self, score: int, occurred_at: datetime, question: str = "overall",
                       command_id: str | None = None, actor: str | None = None) -> None:
-        if self.answered_at is None:
-            raise InvariantViolation("only answered calls are surveyed")
         if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
             raise InvalidValue("score must be an integer from 1 to 5", field="score")
+        if self.answered_at is None:
+            raise InvariantViolation("only answered calls are surveyed")
         if self.survey_score is not None:
             raise InvariantViolation("the survey was already answered")
         self._survey_answered(score=score, question=question, scale=SURVEY_SCALE,

@@ -102,7 +102,24 @@ def validation_problem(exc: RequestValidationError, instance: str | None = None)
                             field=items[0]["field"] if items else None, errors=items)
 
 
+# A command or query body is a few hundred bytes; anything near this size is
+# a mistake or an attack, and what is accepted is stored forever. Uploads
+# (a day's queue_log) have their own limit.
+MAX_BODY_BYTES = 1 << 20
+UPLOAD_PREFIXES = ("/imports/",)
+
+
 def install(api: FastAPI) -> None:
+    @api.middleware("http")
+    async def _body_limit(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if (length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES
+                and not request.url.path.startswith(UPLOAD_PREFIXES)):
+            return problem_response(413, None, f"request body of {int(length):,} bytes is over "
+                                    f"the limit of {MAX_BODY_BYTES:,} bytes",
+                                    instance=request.url.path, code="body-too-large")
+        return await call_next(request)
+
     @api.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return domain_problem(exc, request.url.path)

@@ -85,6 +85,16 @@ def test_bad_requests_are_problems_and_change_nothing(client, ended_call):
     body = problem(client.get("/wallboard", params={"at": "noon"}), 422)
     assert body["field"] == "at"
     problem(client.get("/wallboard", params={"at": "2026-11-23T10:00:00"}), 422)
+    # Sizes: text longer than any real field, a body far over any command's.
+    body = problem(client.post("/calls", json={"external_id": "x" * 10_001,
+                                               "dialed_number": "1"}), 422)
+    assert body["field"] == "external_id" and "10,000" in body["detail"]
+    body = problem(client.post("/calls", json={"external_id": "x", "dialed_number": "1",
+                                               "trunk": "t" * 10_001}), 422)
+    assert body["field"] == "trunk"
+    body = problem(client.post("/calls", content=b'{"external_id":"' + b"x" * (2 << 20) + b'"}',
+                               headers={"content-type": "application/json"}), 413)
+    assert body["code"] == "body-too-large"
 
     assert client.lianxin.app.max_position() == head
 

@@ -295,3 +295,39 @@ def test_applied_command_ids_are_remembered():
     call.enter_ivr("main", at(1), command_id="cmd-2")
     assert call.has_applied("cmd-1") and call.has_applied("cmd-2")
     assert not call.has_applied("cmd-3") and not call.has_applied(None)
+
+
+def test_a_bad_value_is_named_even_when_the_call_is_in_the_wrong_state():
+    """A client sending a wrong enum value learns which field is wrong (422),
+    not that the call is busy (409)."""
+    queued = offered()
+    queued.enter_ivr("main", at(1))
+    queued.enqueue("power", at(5))
+    with pytest.raises(InvalidValue) as e:
+        queued.transfer("sideways", "queue", "billing", at(40))
+    assert e.value.context["field"] == "kind"
+    with pytest.raises(InvalidValue) as e:
+        queued.start_monitor("sup-1", "spy", at(40))
+    assert e.value.context["field"] == "mode"
+    unanswered = offered()
+    with pytest.raises(InvalidValue) as e:
+        unanswered.answer_survey(9, at(4))
+    assert e.value.context["field"] == "score"
+    ended = offered()
+    ended.end("caller", "normal", at(3))
+    with pytest.raises(InvalidValue) as e:
+        ended.end("martian", "normal", at(4))
+    assert e.value.context["field"] == "hung_up_by"
+
+
+def test_a_call_cannot_go_back_in_time_beyond_the_clock_skew_allowed():
+    call = offered()
+    call.enter_ivr("main", at(100))
+    with pytest.raises(InvalidValue) as e:
+        call.enqueue("power", at(100 - 61))
+    call.choose("main", "2", "power", at(100 - 59))  # a little skew between clocks is fine
+    assert e.value.context["field"] == "occurred_at" and "before this call's last event" in str(e.value)
+    with pytest.raises(InvalidValue):
+        call.end("caller", "normal", datetime(1, 1, 1, tzinfo=timezone.utc))
+    call.enqueue("power", at(101))
+    assert call.state == CallState.QUEUED
