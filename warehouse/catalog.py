@@ -61,6 +61,8 @@ class Kpi:
     sql: str
     params: dict[str, Param]
     needs: tuple[str, ...] = ()
+    # Parameter combinations refused with a reason: ((param -> value), why).
+    refuse: tuple[tuple[tuple[tuple[str, str], ...], str], ...] = ()
 
     def defaults(self) -> dict[str, Any]:
         return {name: p.default for name, p in self.params.items()}
@@ -71,12 +73,26 @@ class Kpi:
         reaches the SQL."""
         numbers = {n: repr(float(v)) for n, v in values.items() if self.params[n].type != "choice"}
         sql = self.sql
-        for name, p in self.params.items():
-            if p.type == "choice":
-                sql = sql.replace("{choice:%s}" % name, "(" + p.choices[values[name]] + ")")
+        # A choice's fragment may name another choice (service_level's met
+        # abandons are those its denominator counts): substitute until none
+        # is left; the catalog has no cycles, the bound only guards that.
+        for _ in range(len(self.params) + 1):
+            before = sql
+            for name, p in self.params.items():
+                if p.type == "choice":
+                    sql = sql.replace("{choice:%s}" % name, "(" + p.choices[values[name]] + ")")
+            if sql == before:
+                break
         for name, literal in numbers.items():
             sql = sql.replace("{%s}" % name, literal)
         return sql
+
+    def check(self, values: dict[str, Any]) -> None:
+        """Refuse parameter values that contradict each other."""
+        for when, why in self.refuse:
+            if all(values.get(n) == v for n, v in when):
+                given = ", ".join(f"{self.id}.{n}={v}" for n, v in when)
+                raise ReportError(f"{given}: {why}", field="param")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,6 +102,8 @@ class Kpi:
                            **({"choices": sorted(p.choices)} if p.choices else {}),
                            **({"min": p.min} if p.min is not None else {})}
                        for n, p in self.params.items()},
+            **({"refuses": [{"when": dict(w), "why": why} for w, why in self.refuse]}
+               if self.refuse else {}),
         }
 
 
@@ -102,9 +120,14 @@ def catalog() -> dict[str, Kpi]:
         }
         if spec["source"] not in SOURCES:
             raise ValueError(f"kpi {kid}: unknown source {spec['source']}")
+        refuse = tuple((tuple(sorted(r["when"].items())), r["why"]) for r in spec.get("refuse", ()))
+        for when, _ in refuse:
+            for name, value in when:
+                if name not in params or value not in params[name].choices:
+                    raise ValueError(f"kpi {kid}: refuse names {name}={value}, not a choice")
         out[kid] = Kpi(id=kid, source=spec["source"], version=int(spec["version"]),
                        description=spec["description"], formula=spec["formula"], sql=spec["sql"],
-                       params=params, needs=tuple(spec.get("needs", ())))
+                       params=params, needs=tuple(spec.get("needs", ())), refuse=refuse)
     return out
 
 
@@ -131,6 +154,8 @@ def resolve_params(kpis: list[Kpi], raw: dict[str, Any]) -> dict[str, dict[str, 
                 raise ReportError(f"no KPI in the report has a parameter {key!r}", field="param")
             for k in takers:
                 values[k.id][key] = k.params[key].parse(k.id, value)
+    for k in kpis:
+        k.check(values[k.id])
     return values
 
 
@@ -160,5 +185,8 @@ def markdown() -> str:
                         text += f", {p.doc}"
                     parts.append(text)
                 out.append(f"* Parameters: {'; '.join(parts)}.")
+            for when, why in k.refuse:
+                given = " with ".join(f"{n}={v}" for n, v in when)
+                out.append(f"* Refused: {given} ({why}).")
             out.append(f"* SQL: `{k.sql}`\n")
     return "\n".join(out) + "\n"

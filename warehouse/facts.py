@@ -184,11 +184,27 @@ WITH alerts AS (
            min(ts) AS ended_at,
            arg_min(CASE t WHEN 'RingNoAnswer' THEN 'ring_no_answer' WHEN 'Transferred' THEN 'transfer'
                           WHEN 'Ended' THEN 'hangup' ELSE 'abandoned' END, v) AS end_reason,
-           arg_min({f('outcome')}, v) AS rna_outcome
+           arg_min({f('outcome')}, v) AS rna_outcome,
+           -- Who hung up, when the leg ended by a hang-up (not a transfer or a ring-no-answer).
+           arg_min(CASE t WHEN 'Ended' THEN {f('hung_up_by')} WHEN 'Abandoned' THEN 'caller' END, v)
+               AS hung_up_by
     FROM ce WHERE t IN ('RingNoAnswer', 'Transferred', 'Ended', 'Abandoned')
     GROUP BY ALL
 ), holds AS (
     SELECT call_id, leg_id, sum(hold_s) AS hold_s FROM ce_holds GROUP BY ALL
+), wraps AS (
+    SELECT call_id, agent_id, started_at, duration_s, ended_at IS NULL AS open
+    FROM fact_agent_state WHERE state = 'wrap_up' AND call_id IN (SELECT call_id FROM t_call)
+), answered_legs AS (
+    SELECT a.call_id, a.agent_id, a.leg_id, n.answered_at
+    FROM alerts a JOIN ans n USING (call_id, leg_id)
+), leg_acw AS (
+    -- Each wrap-up belongs to the agent's latest leg of the call answered
+    -- before it began (an agent who took the call twice wraps up twice).
+    SELECT l.call_id, l.leg_id, sum(w.duration_s) AS acw_s, bool_or(w.open) AS open
+    FROM wraps w ASOF JOIN answered_legs l
+      ON w.call_id = l.call_id AND w.agent_id = l.agent_id AND w.started_at >= l.answered_at
+    GROUP BY ALL
 )
 SELECT a.call_id, a.leg_id, a.agent_id, a.queue, o.offered_at, a.alerted_at, n.answered_at,
        e.ended_at,
@@ -197,17 +213,20 @@ SELECT a.call_id, a.leg_id, a.agent_id, a.queue, o.offered_at, a.alerted_at, n.a
             WHEN e.end_reason = 'abandoned' THEN 'caller_hung_up'
             WHEN e.end_reason IS NOT NULL THEN 'ended'
             ELSE 'open' END AS outcome,
-       e.end_reason,
+       e.end_reason, e.hung_up_by,
        epoch(coalesce(n.answered_at, e.ended_at) - a.alerted_at) AS ring_s,
        CASE WHEN n.answered_at IS NOT NULL AND e.ended_at IS NOT NULL
             THEN epoch(e.ended_at - n.answered_at) - coalesce(h.hold_s, 0) END AS talk_s,
        CASE WHEN n.answered_at IS NOT NULL THEN coalesce(h.hold_s, 0) END AS hold_s,
+       CASE WHEN n.answered_at IS NULL OR e.ended_at IS NULL OR w.open THEN NULL
+            ELSE coalesce(w.acw_s, 0) END AS acw_s,
        a.position
 FROM alerts a
 LEFT JOIN offered o USING (call_id)
 LEFT JOIN ans n USING (call_id, leg_id)
 LEFT JOIN ends e USING (call_id, leg_id)
-LEFT JOIN holds h USING (call_id, leg_id);
+LEFT JOIN holds h USING (call_id, leg_id)
+LEFT JOIN leg_acw w USING (call_id, leg_id);
 """
 
 CALL_INSERT = f"""

@@ -5,28 +5,38 @@ process may open it meanwhile, not even read-only. So readers (the API,
 Superset, notebooks, the CLI) never touch ``loader.duckdb``; they open
 ``catalog.duckdb``, a small file of views over immutable Parquet files.
 
-* Every Parquet file is written once under a new name and never changed.
+* Every Parquet file is written once under a new name in ``files/`` and
+  never changed; catalogs reference those paths.
 * A publish writes the changed month partitions, builds the next catalog in
   a temporary file and renames it over ``catalog.duckdb`` (atomic on POSIX).
   A reader that opened the previous catalog keeps a consistent snapshot.
-* Files no catalog references any more are deleted after a grace period, so
-  a query started on the previous catalog can still finish.
+* ``parquet/`` is the interchange tree for engines that glob a directory
+  (Trino, Spark, DuckDB elsewhere): hard links of exactly the current files,
+  one ``data.parquet`` per fact month (replaced atomically) and the event
+  files. Files a catalog may still read but that are no longer current are
+  never in it, so a glob sees every row once.
+* A file leaves the manifest ("retires") when a publish replaces its month;
+  the retirement time is recorded in the loader's file, and the file is
+  deleted once it has been retired for the grace period, so a query started
+  on an older catalog can still finish. Counting from the file's creation
+  instead would delete a long-lived month file the moment it is replaced.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import tomllib
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.db import run
-import pyarrow as pa
 
 FACTS = {
     # fact -> (time column that picks the month partition, ordering key)
@@ -35,13 +45,20 @@ FACTS = {
     "fact_agent_state": ("started_at", "start_position"),
     "fact_work_order": ("opened_at", "first_position"),
 }
+# A file no catalog references any more is deleted this long after it was
+# retired (not after it was written): a reader holding an older catalog has
+# at least this long to finish with it.
 GRACE_SECONDS = 600
 # Snappy rather than zstd: the files are bigger (about 1.5x) but a year-long
 # report scans them about twice as fast (bench/warehouse.py).
 CATALOG = "catalog.duckdb"
+FILES = "files"      # every file a catalog may reference: immutable, new name per write
+TREE = "parquet"     # the interchange tree: hard links of the current files only
+FACT_FILE = "data.parquet"  # a fact month's one file in the tree
 
 MANIFEST_SQL = """
 CREATE TABLE IF NOT EXISTS published_file (fact VARCHAR, month VARCHAR, path VARCHAR);
+CREATE TABLE IF NOT EXISTS retired_file (path VARCHAR, retired_at TIMESTAMPTZ);
 """
 
 
@@ -59,6 +76,10 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
     position, as_of_time, published_position, generation = state
     dirty = run(con, "SELECT DISTINCT fact, month FROM dirty_month ORDER BY ALL")
     if not dirty and position == published_position and (directory / CATALOG).exists():
+        # Nothing new, but a crash may have cut the last publish short after
+        # its commit: bring the tree and the garbage up to date anyway.
+        manifest = run(con, "SELECT fact, month, path FROM published_file")
+        _collect_garbage(con, directory, _sync_tree(directory, manifest))
         return int(generation)
     generation = int(generation) + 1
     tag = f"g{generation:06d}-{uuid.uuid4().hex[:8]}"
@@ -70,7 +91,7 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         )[0][0]
         if count == 0:
             continue
-        target = directory / "parquet" / fact / f"month={month}" / f"{tag}.parquet"
+        target = directory / FILES / fact / f"month={month}" / f"{tag}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         run(con, 
             f"COPY (SELECT * FROM {fact} WHERE {_month_expr(time_col)} = '{month}' ORDER BY {order}) "
@@ -83,7 +104,7 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         [published_position])
     event_files: list[tuple[str, str, str]] = []
     for (month,) in new_events:
-        target = directory / "parquet" / "events" / f"month={month}" / f"{tag}.parquet"
+        target = directory / FILES / "events" / f"month={month}" / f"{tag}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         run(con, 
             f"COPY (SELECT * FROM events WHERE position > {int(published_position)} "
@@ -96,8 +117,9 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
     # transaction); a crash before the commit below only means the same
     # dirty months are published again next time, under new file names.
     dirty_set = set(dirty)
-    manifest = [row for row in run(con, "SELECT fact, month, path FROM published_file")
-                if (row[0], row[1]) not in dirty_set] + written + event_files
+    previous = run(con, "SELECT fact, month, path FROM published_file")
+    manifest = [row for row in previous if (row[0], row[1]) not in dirty_set] + written + event_files
+    retired = sorted({row[2] for row in previous} - {row[2] for row in manifest})
     files: dict[str, list[str]] = {}
     for fact, month, path in sorted(manifest, key=lambda r: (r[0], r[1], r[2])):
         files.setdefault(fact, []).append(path)
@@ -108,6 +130,7 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         run(con, "DELETE FROM published_file")
         if manifest:
             con.executemany("INSERT INTO published_file VALUES (?, ?, ?)", manifest).fetchall()
+        _retire(con, retired)
         run(con, "DELETE FROM dirty_month")
         run(con, "UPDATE loader_state SET generation = ?, published_position = ?",
             [generation, position])
@@ -115,7 +138,7 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
     except BaseException:
         run(con, "ROLLBACK")
         raise
-    _collect_garbage(con, directory)
+    _collect_garbage(con, directory, _sync_tree(directory, manifest))
     return generation
 
 
@@ -178,13 +201,97 @@ def _calendar(bounds: tuple[Any, Any], calendar: Any | None) -> pa.Table:
     })
 
 
-def _collect_garbage(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
+def _retire(con: duckdb.DuckDBPyConnection, paths: Iterable[str]) -> None:
+    """Record when files stopped being current (once: the first time counts)."""
+    rows = [(p, datetime.now(timezone.utc)) for p in paths]
+    if not rows:
+        return
+    run(con, "CREATE OR REPLACE TEMP TABLE t_retire (path VARCHAR, retired_at TIMESTAMPTZ)")
+    con.executemany("INSERT INTO t_retire VALUES (?, ?)", rows).fetchall()
+    run(con, "INSERT INTO retired_file SELECT DISTINCT ON (path) * FROM t_retire "
+             "WHERE path NOT IN (SELECT path FROM retired_file)")
+    run(con, "DROP TABLE t_retire")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+        sa, sb = a.stat(), b.stat()
+    except FileNotFoundError:
+        return False
+    # A copy (filesystems without hard links) made by copy2 keeps size and mtime.
+    return sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns
+
+
+def _tree_path(directory: Path, fact: str, month: str, path: str) -> Path:
+    # A fact month is rewritten whole, so it has one file under a fixed name
+    # that is replaced atomically; events are appended, one file per publish.
+    name = Path(path).name if fact == "events" else FACT_FILE
+    return directory / TREE / fact / f"month={month}" / name
+
+
+def _sync_tree(directory: Path, manifest: Iterable[tuple[str, str, str]]) -> list[str]:
+    """Make ``parquet/`` hold exactly the manifest's files (hard links, or
+    copies where the filesystem has none). Returns tree files the loader did
+    not put there (written by the layout before ``files/``, when catalogs
+    referenced the tree directly): those are retired, not deleted at once."""
+    tree = directory / TREE
+    expected = {_tree_path(directory, f, m, p): Path(p) for f, m, p in manifest}
+    for dst, src in sorted(expected.items()):
+        if _same_file(dst, src):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)  # a glob sees the old month file or the new one, never both
+    foreign: list[str] = []
+    if not tree.exists():
+        return foreign
+    for path in tree.rglob(".*.tmp"):  # left by a crash in the loop above
+        path.unlink(missing_ok=True)
+    for path in sorted(tree.rglob("*.parquet")):
+        if path in expected:
+            continue
+        twin = directory / FILES / path.relative_to(tree)
+        if path.name == FACT_FILE or twin.exists():
+            path.unlink(missing_ok=True)  # a link: the catalogs read the twin in files/
+        else:
+            foreign.append(str(path))
+    for month_dir in tree.glob("*/month=*"):
+        try:
+            month_dir.rmdir()  # only when empty
+        except OSError:
+            pass
+    return foreign
+
+
+def _collect_garbage(con: duckdb.DuckDBPyConnection, directory: Path,
+                     foreign: Iterable[str] = ()) -> None:
     live = {row[0] for row in run(con, "SELECT path FROM published_file")}
+    root = directory / FILES
+    # Unreferenced files nobody retired (written by a publish that crashed
+    # before its commit, possibly after its catalog was swapped in; or from
+    # before a rebuild) start their grace period when first seen.
+    unseen = [str(p) for p in (root.rglob("*.parquet") if root.exists() else ())
+              if str(p) not in live]
+    _retire(con, [*unseen, *foreign])
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=GRACE_SECONDS)
+    expired = [row[0] for row in run(con, "SELECT path FROM retired_file WHERE retired_at < ?",
+                                     [cutoff])]
+    for path in expired:
+        Path(path).unlink(missing_ok=True)
+    if expired:
+        run(con, "CREATE OR REPLACE TEMP TABLE t_expired (path VARCHAR)")
+        con.executemany("INSERT INTO t_expired VALUES (?)", [(p,) for p in expired]).fetchall()
+        run(con, "DELETE FROM retired_file WHERE path IN (SELECT path FROM t_expired)")
+        run(con, "DROP TABLE t_expired")
+    # A catalog under construction is never opened by readers: only a crash
+    # leaves one behind, and its age is all that matters.
     now = time.time()
-    root = directory / "parquet"
-    for path in root.rglob("*.parquet") if root.exists() else ():
-        if str(path) not in live and now - path.stat().st_mtime > GRACE_SECONDS:
-            path.unlink(missing_ok=True)
     for path in directory.glob(".catalog-*.duckdb"):
         if now - path.stat().st_mtime > GRACE_SECONDS:
             path.unlink(missing_ok=True)

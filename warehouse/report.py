@@ -8,6 +8,8 @@ parameter values, the attribution policy and the position it is complete up to.
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
@@ -83,6 +85,26 @@ class Report:
              if isinstance(t, pl.Datetime)]
         ).to_dicts()
         return {"meta": self.meta, "columns": self.frame.columns, "rows": rows}
+
+    def meta_json(self) -> str:
+        """The meta as compact ASCII JSON (fits an HTTP header)."""
+        return json.dumps(self.meta, default=str, separators=(",", ":"))
+
+    def to_csv(self) -> str:
+        # CSV has no place for the meta: callers put it next to the rows
+        # (a FILE.meta.json, an HTTP header).
+        return self.frame.write_csv()
+
+    def to_parquet(self) -> bytes:
+        """Parquet with the meta in the file's key-value metadata, so the
+        numbers never travel without their definitions."""
+        import pyarrow.parquet as pq
+
+        table = self.frame.to_arrow().replace_schema_metadata(
+            {b"lianxin.report": self.meta_json().encode()})
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
 
 
 def _parse_date(value: Any, name: str) -> date | None:
@@ -315,18 +337,47 @@ def run_report(directory: Any, req: ReportRequest) -> Report:
     return Report(frame, meta)
 
 
+def _previous_key(interval: str | None, compare: str) -> pl.Expr:
+    """The interval_start of the row a current row is compared with: the
+    same local time one month / one year earlier. A day that does not exist
+    then (March 31 -> February 31, February 29 -> a common year) has no
+    previous row rather than borrowing a neighbour's (offset_by would clamp
+    Jan 28-31 all onto Feb 28 and repeat them). Weeks compare with the week
+    4 / 52 weeks earlier, so a Monday lines up with a Monday."""
+    start = pl.col("interval_start")
+    if interval == "week":
+        return start.dt.offset_by("-4w" if compare == "mom" else "-52w")
+    back = start.dt.offset_by("-" + COMPARES[compare][1])
+    return pl.when(back.dt.day() == start.dt.day()).then(back).otherwise(None)
+
+
+def _shift_bounds(con: Any, interval: str | None, compare: str,
+                  bounds: tuple[str | None, str | None]) -> list[str | None]:
+    """The period the previous rows come from (same shift as _previous_key;
+    a whole-period comparison shifts its from/to by a calendar month/year)."""
+    shift = ("28 DAY" if compare == "mom" else "364 DAY") if interval == "week" \
+        else COMPARES[compare][0]
+    return [con.execute(f"SELECT (TIMESTAMP '{x}' - INTERVAL {shift})::VARCHAR").fetchall()[0][0]
+            if x else None for x in bounds]
+
+
 def _compare(con: Any, frame: pl.DataFrame, kpis: list[Kpi], values: dict[str, dict[str, Any]],
              req: ReportRequest, tz: str, lo: str | None, hi: str | None) -> pl.DataFrame:
-    sql_shift, pl_shift = COMPARES[req.compare]
-    shifted = [con.execute(f"SELECT (TIMESTAMP '{x}' - INTERVAL {sql_shift})::VARCHAR").fetchall()[0][0]
-               if x else None for x in (lo, hi)]
+    assert req.compare is not None
+    shifted = _shift_bounds(con, req.interval, req.compare, (lo, hi))
     prev = _run(con, kpis, values, req, tz, shifted[0], shifted[1])
-    keys = (["interval_start"] if req.interval else []) + ([req.by] if req.by else [])
-    if req.interval:
-        prev = prev.with_columns(pl.col("interval_start").dt.offset_by(pl_shift))
     prev = prev.rename({k.id: f"{k.id}_prev" for k in kpis})
-    if keys:
-        out = frame.join(prev, on=keys, how="left", nulls_equal=True)
+    dims = [req.by] if req.by else []
+    if req.interval:
+        # Join each current row on its own previous key: a left join from
+        # the current rows, so no row is repeated and none is invented.
+        frame = frame.with_columns(_previous_key(req.interval, req.compare).alias("_prev_start"))
+        prev = prev.rename({"interval_start": "_prev_start"}).filter(
+            pl.col("_prev_start").is_not_null())
+        out = frame.join(prev, on=["_prev_start", *dims], how="left", nulls_equal=True)
+        out = out.drop("_prev_start")
+    elif dims:
+        out = frame.join(prev, on=dims, how="left", nulls_equal=True)
     else:
         out = pl.concat([frame, prev], how="horizontal")
     return out.with_columns([(pl.col(k.id) - pl.col(f"{k.id}_prev")).alias(f"{k.id}_change")

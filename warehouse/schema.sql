@@ -80,9 +80,11 @@ CREATE TABLE IF NOT EXISTS fact_leg (
     ended_at TIMESTAMPTZ,
     outcome VARCHAR,               -- answered|no_answer|busy|unavailable|rejected|canceled|caller_hung_up|open
     end_reason VARCHAR,            -- transfer|hangup|ring_no_answer|abandoned
+    hung_up_by VARCHAR,            -- caller|agent|system|supervisor when the leg ended by a hang-up
     ring_s DOUBLE,                 -- alert -> answer or end of ringing
     talk_s DOUBLE,
     hold_s DOUBLE,
+    acw_s DOUBLE,                  -- the agent's wrap-up after this leg (answered legs; NULL while open)
     first_position BIGINT
 );
 

@@ -146,17 +146,14 @@ def register(root: typer.Typer) -> None:
             _fail(str(exc), 1)
         frame, meta = result.frame, result.meta
         if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            table = frame.to_arrow()
-            table = table.replace_schema_metadata({b"lianxin.report": json.dumps(meta).encode()})
-            pq.write_table(table, output)
+            assert output is not None
+            output.write_bytes(result.to_parquet())
             typer.echo(json.dumps({"rows": frame.height, "output": str(output)}))
             return
         if fmt == "json":
             text = json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False)
         elif fmt == "csv":
-            text = frame.write_csv()
+            text = result.to_csv()
             # CSV has no place for metadata: it goes next to the file, or to stderr.
             if output is not None:
                 Path(str(output) + ".meta.json").write_text(json.dumps(meta, indent=2, default=str))

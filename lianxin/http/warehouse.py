@@ -4,7 +4,8 @@ GET  /warehouse/status     what the published catalog holds, lag behind the stor
 POST /warehouse/load       run the loader in this process (?rebuild=true)
 GET  /kpis                 the catalog
 GET  /kpis/{id}            one definition
-GET  /kpis/report          a report (same options as `lianxin kpi report`)
+GET  /kpis/report          a report (same options as `lianxin kpi report`);
+                           format=json (default) | csv | parquet
 
 Reports read the published catalog only, so they work while a separate
 `lianxin warehouse load` process writes.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lianxin.http.problems import problem_response
@@ -24,6 +25,12 @@ from warehouse.reader import NotLoaded
 
 router = APIRouter(tags=["warehouse"])
 PROBLEMS = "https://lianxin.dev/problems/"
+# format -> (media type, file name). JSON carries the meta (versions,
+# parameters, attribution, as-of) in its body; csv and parquet carry it in
+# response headers, and parquet also inside the file, as
+# `lianxin kpi report --format parquet` writes it.
+FORMATS = {"csv": ("text/csv; charset=utf-8", "kpis.csv"),
+           "parquet": ("application/vnd.apache.parquet", "kpis.parquet")}
 
 
 def _unprocessable(exc: ReportError) -> Any:
@@ -51,9 +58,13 @@ def kpi_report(
     param: List[str] = Query([], description="kpi.param=value, repeatable"),
     attribution: str = "offered",
     compare: Optional[str] = None,
+    fmt: str = Query("json", alias="format", description="json | csv | parquet"),
 ) -> Any:
     from warehouse.report import ReportRequest, run_report
 
+    if fmt != "json" and fmt not in FORMATS:
+        return _unprocessable(ReportError(
+            f"format must be one of json, {', '.join(FORMATS)}, not {fmt!r}", field="format"))
     params: dict[str, str] = {}
     for item in param:
         key, sep, value = item.partition("=")
@@ -70,7 +81,19 @@ def kpi_report(
         return _unprocessable(exc)
     except NotLoaded as exc:
         return _not_loaded(exc)
-    return result.to_json()
+    if fmt == "json":
+        return result.to_json()
+    media_type, filename = FORMATS[fmt]
+    body = result.to_csv().encode() if fmt == "csv" else result.to_parquet()
+    as_of = result.meta["as_of"]
+    return Response(body, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        # The whole meta as compact JSON (about 3 KB with every KPI), and the
+        # as-of position on its own for clients that only need that.
+        "Lianxin-Report-Meta": result.meta_json(),
+        "Lianxin-As-Of-Position": str(as_of["position"]),
+        "Lianxin-As-Of-Generation": str(as_of["generation"]),
+    })
 
 
 @router.get("/kpis/{kpi_id}")

@@ -9,6 +9,7 @@ import duckdb
 
 TABLES = ("events", "fact_call", "fact_leg", "fact_agent_state", "fact_work_order", "dim_agent")
 REPO = Path(__file__).resolve().parents[2]
+FACT_TABLES = ("events", "fact_call", "fact_leg", "fact_agent_state", "fact_work_order")
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -43,5 +44,36 @@ def row_counts(db: Path) -> dict[str, int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+    finally:
+        con.close()
+
+
+def tree_equals_catalog(wd: Path) -> None:
+    """A glob over each table in the `parquet/` tree (what an external engine
+    sees) holds exactly the rows of the catalog's view."""
+    from warehouse.publish import CATALOG, FACTS, TREE
+
+    con = duckdb.connect(str(wd / CATALOG), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        for t in FACT_TABLES:
+            n = con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            pattern = wd / TREE / t / "month=*" / "*.parquet"
+            if n == 0:
+                assert not list((wd / TREE).glob(f"{t}/month=*/*.parquet")), t
+                continue
+            # What an external engine sees: every file in the tree, as it is.
+            glob = f"read_parquet('{pattern}', hive_partitioning = false)"
+            assert con.execute(f"SELECT count(*) FROM {glob}").fetchall()[0][0] == n, t
+            for a, b in ((glob, t), (t, glob)):
+                diff = con.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL "
+                                   f"SELECT * FROM {b})").fetchall()[0][0]
+                assert diff == 0, t
+            # The partition folder (month=YYYY-MM) is the UTC month of each row.
+            col = FACTS[t][0] if t in FACTS else "occurred_at"
+            wrong = con.execute(
+                f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = true) "
+                f"WHERE month::VARCHAR <> coalesce(strftime({col}, '%Y-%m'), 'none')").fetchall()
+            assert wrong == [(0,)], t
     finally:
         con.close()

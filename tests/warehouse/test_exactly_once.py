@@ -13,7 +13,8 @@ import pytest
 from bench.warehouse import fill_store
 from lianxin.wiring import build
 from tests.conftest import make_settings
-from tests.warehouse.helpers import cli_env, lianxin_cmd, row_counts, table_differences
+from tests.warehouse.helpers import (cli_env, lianxin_cmd, row_counts, table_differences,
+                                     tree_equals_catalog)
 from warehouse.loader import Loader
 from warehouse.publish import CATALOG
 
@@ -79,6 +80,8 @@ def test_killed_loader_resumes_to_the_same_tables_as_a_clean_rebuild(stored: Pat
         n = con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
         assert diff == 0 and n == row_counts(clean)[t], t
     con.close()
+    # Killed publishes leave no trace in the interchange tree either.
+    tree_equals_catalog(stored / "warehouse")
 
 
 def _store_size(home: Path) -> int:

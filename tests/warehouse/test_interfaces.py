@@ -61,7 +61,7 @@ def test_report_table_states_versions_and_as_of(cli):
                  "offered,service_level", "--param", "service_level.denominator=answered", *DAY)
     assert out.exit_code == 0, out.output
     assert f"as of position {lx.app.max_position()}" in out.output
-    line = next(x for x in out.output.splitlines() if x.startswith("# service_level v1"))
+    line = next(x for x in out.output.splitlines() if x.startswith("# service_level v2"))
     assert "threshold_s=20" in line and "denominator=answered," in line
     assert "power" in out.output and "water" in out.output
 
@@ -120,7 +120,7 @@ def http(small_day_sqlite):
 def test_http_list_report_and_status(http):
     client, lx = http
     assert {k["id"] for k in client.get("/kpis").json()} >= {"offered", "occupancy"}
-    assert client.get("/kpis/service_level").json()["version"] == 1
+    assert client.get("/kpis/service_level").json()["version"] == 2
     r = client.get("/kpis/report", params={"kpi": "offered,abandon_rate", "by": "queue",
                                            "from": "2026-03-02", "to": "2026-03-02",
                                            "param": "abandon_rate.exclude_short=true"})
@@ -134,6 +134,60 @@ def test_http_list_report_and_status(http):
     assert status["rows"]["fact_call"] == 10
 
 
+def test_http_report_as_csv_with_its_meta_in_headers(http):
+    client, lx = http
+    r = client.get("/kpis/report", params={"kpi": "offered,service_level", "by": "queue",
+                                           "from": "2026-03-02", "to": "2026-03-02",
+                                           "param": "service_level.threshold_s=60",
+                                           "format": "csv"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert 'filename="kpis.csv"' in r.headers["content-disposition"]
+    rows = {row["queue"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert rows["power"]["offered"] == "6" and list(rows["power"]) == ["queue", "offered",
+                                                                       "service_level"]
+    meta = json.loads(r.headers["lianxin-report-meta"])
+    assert meta["kpis"]["service_level"]["params"]["threshold_s"] == 60
+    assert meta["kpis"]["service_level"]["version"] == 2
+    assert int(r.headers["lianxin-as-of-position"]) == meta["as_of"]["position"]
+
+
+def test_http_report_as_parquet_carries_its_meta_inside(http):
+    client, _ = http
+    r = client.get("/kpis/report", params={"kpi": "offered,answered", "interval": "day",
+                                           "from": "2026-03-02", "to": "2026-03-02",
+                                           "format": "parquet"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(r.content))
+    assert table.column("offered").to_pylist() == [10]
+    assert table.column("answered").to_pylist() == [3]
+    inside = json.loads(table.schema.metadata[b"lianxin.report"])
+    assert inside == json.loads(r.headers["lianxin-report-meta"])
+    assert inside["interval"] == "day"
+
+
+def test_http_month_over_month_comparison(http):
+    client, _ = http
+    # Work orders by month: wo3 opened 26 Feb, wo1 and wo2 on 2 Mar.
+    r = client.get("/kpis/report", params={"kpi": "work_orders", "interval": "month",
+                                           "compare": "mom", "from": "2026-03-01",
+                                           "to": "2026-03-31"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["columns"] == ["interval_start", "work_orders", "work_orders_prev",
+                               "work_orders_change"]
+    assert body["rows"] == [{"interval_start": "2026-03-01T00:00:00", "work_orders": 2,
+                             "work_orders_prev": 1, "work_orders_change": 1}]
+    assert body["meta"]["compare"] == "mom"
+    r = client.get("/kpis/report", params={"kpi": "offered", "interval": "day",
+                                           "compare": "yoy", "format": "csv",
+                                           "from": "2026-03-02", "to": "2026-03-02"})
+    assert r.status_code == 200
+    row = next(csv.DictReader(io.StringIO(r.text)))
+    assert (row["offered"], row["offered_prev"], row["offered_change"]) == ("10", "", "")
+
+
 @pytest.mark.parametrize("params, status, field", [
     ({"kpi": "offered,nope"}, 422, "kpi"),
     ({"kpi": "service_level", "param": "service_level.threshold_s=-3"}, 422, "param"),
@@ -141,6 +195,9 @@ def test_http_list_report_and_status(http):
     ({"kpi": "service_level", "param": "garbage"}, 422, "param"),
     ({"kpi": "occupancy", "by": "queue"}, 422, "by"),
     ({"kpi": "offered", "from": "yesterday"}, 422, "from"),
+    ({"kpi": "offered", "format": "xlsx"}, 422, "format"),
+    ({"kpi": "service_level", "param": ["service_level.abandons_within_threshold=met",
+                                        "service_level.denominator=answered"]}, 422, "param"),
 ])
 def test_http_bad_requests_are_problems(http, params, status, field):
     client, _ = http

@@ -8,6 +8,8 @@ short), C3 40 (abandoned), C6 12 (abandoned while ringing), C7 62
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from warehouse import kpis
@@ -47,11 +49,34 @@ def test_service_level_for_each_denominator(small_day, threshold, denominator, e
     assert value == pytest.approx(expected)
 
 
-def test_abandons_within_threshold_can_count_as_met(small_day):
+# Queued calls: answered C1 (20 s), C7 (62 s), C9 (45 s); abandoned in queue
+# or ringing C2 (3 s, short), C3 (40 s), C6 (12 s). A met abandon is one the
+# denominator counts: with minus_short, C2 is in neither part.
+@pytest.mark.parametrize("threshold, denominator, expected", [
+    (20, "answered_abandoned", (1 + 2) / 6),             # + C2, C6 met (Asterisk SL2, Connect)
+    (20, "answered_abandoned_minus_short", (1 + 1) / 5),  # + C6; C2 is short: out of both
+    (60, "answered_abandoned", (2 + 3) / 6),             # + C2, C3, C6
+    (60, "answered_abandoned_minus_short", (2 + 2) / 5),  # + C3, C6
+])
+def test_abandons_within_threshold_can_count_as_met(small_day, threshold, denominator, expected):
     lx, _ = small_day
-    # Asterisk SL2 / Connect: C2 (3 s) and C6 (12 s) abandoned within 20 s count as met.
-    value = one(lx, "service_level", params={"service_level.abandons_within_threshold": "met"})
-    assert value == pytest.approx((1 + 2) / 6)
+    value = one(lx, "service_level", params={"service_level.abandons_within_threshold": "met",
+                                             "service_level.threshold_s": threshold,
+                                             "service_level.denominator": denominator})
+    assert value == pytest.approx(expected)
+    assert value <= 1
+
+
+def test_met_abandons_with_an_answered_only_denominator_are_refused(small_day_sqlite):
+    # v1 put C2 and C6 in the numerator only: (1 + 2) / 3 = 100%, and 1.5
+    # on the queue_log day. The combination has no consistent meaning.
+    lx, _ = small_day_sqlite
+    with pytest.raises(ReportError) as info:
+        one(lx, "service_level", params={"service_level.abandons_within_threshold": "met",
+                                         "service_level.denominator": "answered"})
+    assert info.value.field == "param"
+    assert "abandons_within_threshold=met" in info.value.message
+    assert "denominator=answered" in info.value.message
 
 
 def test_short_abandon_threshold_moves_calls_between_columns(small_day):
@@ -91,6 +116,37 @@ def test_rates_and_times(small_day):
     assert one(lx, "repeat_caller_rate", params={"window_days": 0}) == 0
 
 
+def test_legs_carry_their_after_call_work_and_who_hung_up(small_day):
+    import duckdb
+
+    lx, _ = small_day
+    con = duckdb.connect(str(lx.settings.warehouse_dir / "catalog.duckdb"), read_only=True)
+    legs = dict((r[0], r[1:]) for r in con.execute(
+        "SELECT leg_id, end_reason, hung_up_by, acw_s FROM fact_leg").fetchall())
+    per_call = con.execute("SELECT count(*) FROM fact_call c JOIN (SELECT call_id, sum(acw_s) AS s "
+                           "FROM fact_leg GROUP BY 1) l USING (call_id) "
+                           "WHERE c.acw_s IS DISTINCT FROM l.s AND c.outcome = 'answered'"
+                           ).fetchall()[0][0]
+    con.close()
+    assert legs == {
+        "c1-l1": ("hangup", "agent", 30.0),           # 1001 wrapped up 09:03:30-09:04:00
+        "c6-l1": ("abandoned", "caller", None),       # never answered: no ACW
+        "c7-l1": ("ring_no_answer", None, None),
+        "c7-l2": ("transfer", None, 30.0),            # 1002 ready 30 s after the transfer
+        "c7-l3": ("hangup", "caller", 30.0),
+        "c9-l1": ("hangup", "caller", 20.0),
+    }
+    assert per_call == 0  # the legs' wrap-ups add up to the call's
+    by_agent = kpis(["avg_leg_acw_s", "agent_hangup_share"], by="agent",
+                    directory=lx.settings.warehouse_dir, **DAY)
+    rows = {r["agent"]: r for r in by_agent.to_dicts()}
+    assert rows["1001"]["avg_leg_acw_s"] == pytest.approx((30 + 30 + 20) / 3)
+    assert rows["1002"]["avg_leg_acw_s"] == pytest.approx(30)
+    assert rows["1001"]["agent_hangup_share"] == pytest.approx(1 / 3)  # C1 of C1, C7, C9
+    assert rows["1002"]["agent_hangup_share"] is None  # its only answered leg was transferred
+    assert one(lx, "avg_leg_acw_s") == pytest.approx(110 / 4)
+
+
 def test_occupancy_and_utilization(small_day):
     lx, _ = small_day
     # 1001: ready 5126 s, ringing 34, on call 420, wrap-up 80, not ready 40 (08:55-10:30).
@@ -121,6 +177,45 @@ def test_by_queue_and_interval(small_day):
            for r in df.to_dicts()}
     assert got == {(9, "(none)"): (3, 0, 1), (9, "power"): (4, 2, 2), (9, "water"): (1, 0, 1),
                    (10, "power"): (2, 1, 0)}
+
+
+def test_quarter_hours(small_day):
+    lx, _ = small_day
+    df = kpis(["offered", "answered", "logged_in_s"], interval="15m",
+              directory=lx.settings.warehouse_dir, **DAY)
+    got = {(r["interval_start"].hour, r["interval_start"].minute): r for r in df.to_dicts()}
+    # C1 C2 C3 | C4 C5 | C6 C7 | C8 | C9 | C10
+    assert {k: r["offered"] for k, r in got.items() if r["offered"]} == {
+        (9, 0): 3, (9, 15): 2, (9, 30): 2, (9, 45): 1, (10, 0): 1, (10, 15): 1}
+    assert {k: r["answered"] for k, r in got.items() if r["answered"]} == {
+        (9, 0): 1, (9, 30): 1, (10, 0): 1}
+    # Both agents logged in 08:55-10:30: 2 x 300 s in the 08:45 quarter, then
+    # 2 x 900 s in each full quarter; the pieces add up to the day's 11,400 s.
+    assert got[(8, 45)]["logged_in_s"] == 600
+    assert got[(9, 30)]["logged_in_s"] == 1800
+    assert (10, 30) not in got or not got[(10, 30)]["logged_in_s"]
+    assert sum(r["logged_in_s"] or 0 for r in got.values()) == 11400
+
+
+def test_weeks_start_on_monday(small_day):
+    lx, _ = small_day
+    d = lx.settings.warehouse_dir
+    df = kpis(["offered", "service_level"], interval="week", directory=d, **DAY)
+    assert df.to_dicts() == [{"interval_start": datetime(2026, 3, 2), "offered": 10,
+                              "service_level": pytest.approx(1 / 6)}]
+    # wo3 was opened on Thursday 26 Feb: the week of Monday 23 Feb.
+    df = kpis(["work_orders"], interval="week", directory=d)
+    assert dict(zip(df["interval_start"], df["work_orders"])) == {
+        datetime(2026, 2, 23): 1, datetime(2026, 3, 2): 2}
+
+
+def test_years(small_day):
+    lx, _ = small_day
+    df = kpis(["offered", "answered", "occupancy", "work_orders"], interval="year",
+              directory=lx.settings.warehouse_dir)
+    assert df.to_dicts() == [{"interval_start": datetime(2026, 1, 1), "offered": 10,
+                              "answered": 3, "occupancy": pytest.approx(633 / 9560),
+                              "work_orders": 3}]
 
 
 def test_interval_attribution_policies(small_day):
@@ -175,7 +270,7 @@ def test_result_states_versions_parameters_and_as_of(small_day):
     _, meta = kpis(["service_level", "offered"], directory=lx.settings.warehouse_dir,
                    params={"service_level.threshold_s": 30}, with_meta=True, **DAY)
     assert meta["kpis"]["service_level"] == {
-        "version": 1, "source": "call",
+        "version": 2, "source": "call",
         "params": {"threshold_s": 30, "denominator": "answered_abandoned", "short_abandon_s": 5,
                    "abandons_within_threshold": "missed"}}
     assert meta["as_of"]["position"] == lx.app.max_position()

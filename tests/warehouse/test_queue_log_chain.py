@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported, not importorskip'd: if the importer breaks, this chain must fail.
+from telephony_adapter.queue_log import importer
 from warehouse import kpis
+from warehouse.catalog import ReportError
 from warehouse.service import load
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "queue_log"
@@ -17,7 +20,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "queue_log"
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-    importer = pytest.importorskip("telephony_adapter.queue_log.importer")
     from lianxin.wiring import build
     from tests.conftest import make_settings
 
@@ -55,6 +57,34 @@ def test_service_level_variants(imported, variant, params):
     lx, exp = imported
     row = _report(lx, exp, ["service_level"], threshold_s=exp["service_level_threshold_s"], **params)
     assert row["service_level"] == pytest.approx(exp["kpis"][variant]["value"], abs=1e-6)
+
+
+@pytest.mark.parametrize("denominator", ["answered", "answered_abandoned",
+                                         "answered_abandoned_minus_short"])
+@pytest.mark.parametrize("abandons", ["missed", "met"])
+@pytest.mark.parametrize("threshold", [20, 60])
+def test_service_level_never_exceeds_one(imported, denominator, abandons, threshold):
+    """Every combination against the fixture's hand-checked call table: at
+    60 s with denominator=answered and met abandons, v1 gave 1.5."""
+    lx, exp = imported
+    params = {"service_level.denominator": denominator,
+              "service_level.abandons_within_threshold": abandons}
+    if denominator == "answered" and abandons == "met":
+        with pytest.raises(ReportError, match="abandons_within_threshold=met"):
+            _report(lx, exp, ["service_level"], threshold_s=threshold, **params)
+        return
+    short_s = 5  # the default short_abandon_s
+    calls = exp["calls"]
+    answered = [c for c in calls if c["outcome"] == "answered"]
+    counted = [c for c in calls if c["outcome"] == "abandoned"
+               and (denominator == "answered_abandoned" or
+                    (denominator == "answered_abandoned_minus_short" and c["wait_s"] >= short_s))]
+    met = sum(c["wait_s"] <= threshold for c in answered)
+    if abandons == "met":
+        met += sum(c["wait_s"] <= threshold for c in counted)
+    row = _report(lx, exp, ["service_level"], threshold_s=threshold, **params)
+    assert row["service_level"] == pytest.approx(met / (len(answered) + len(counted)))
+    assert 0 <= row["service_level"] <= 1
 
 
 def test_waits_and_talk(imported):

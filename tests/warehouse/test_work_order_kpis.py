@@ -243,6 +243,48 @@ def test_fallback_parameters_only_touch_orders_without_a_promise(orders):
     assert rows["fault_repair"]["resolved_within_deadline"] == pytest.approx(1 / 2)
 
 
+@pytest.mark.parametrize("minutes, fault_repair, complaint", [
+    # Minutes from opening to first dispatch: F1 4, F2 8 (F3 waits 2 at the
+    # as-of time: undecided); H1 20, C1 C3 P1 P2 O1 30, C2 80. Q1 was resolved
+    # without a dispatch (none promised): left out, so consultation is None.
+    (30, 2 / 2, 6 / 7),
+    (5, 1 / 2, 0 / 7),
+    (29, 2 / 2, 1 / 7),
+    (80, 2 / 2, 7 / 7),
+])
+def test_share_dispatched_within_n_minutes(orders, minutes, fault_repair, complaint):
+    """Not the recorded deadline (dispatched_within: fault repair 5 min,
+    complaint 1 h) but the same N minutes for every order."""
+    lx, _ = orders
+    df = kpis(["dispatched_within_minutes", "dispatched_within"], by="work_order_type",
+              directory=lx.settings.warehouse_dir,
+              params={"dispatched_within_minutes.minutes": minutes})
+    rows = {r["work_order_type"]: r for r in df.to_dicts()}
+    assert rows["fault_repair"]["dispatched_within_minutes"] == pytest.approx(fault_repair)
+    assert rows["complaint"]["dispatched_within_minutes"] == pytest.approx(complaint)
+    assert rows["consultation"]["dispatched_within_minutes"] is None
+    # The promise-based KPI does not move with N.
+    assert rows["complaint"]["dispatched_within"] == pytest.approx(6 / 7)
+
+
+def test_an_order_still_waiting_for_dispatch_counts_once_n_minutes_have_passed(tmp_path: Path):
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        o = Orders(lx)
+        o.open("W1", "complaint", at(10, 12, 9))  # never dispatched
+        o.do(m.RegisterAgent(employee_no="9001", name="as-of marker", team="ops", skills={},
+                             occurred_at=at(10, 12, 11)))
+        load(lx)
+
+        def share(minutes: int) -> Any:
+            return kpis(["dispatched_within_minutes"], directory=lx.settings.warehouse_dir,
+                        params={"minutes": minutes})["dispatched_within_minutes"][0]
+        assert share(30) == 0.0      # two hours without a dispatch: missed
+        assert share(180) is None    # three hours have not passed yet: undecided
+    finally:
+        lx.close()
+
+
 def test_versions_are_stated(orders):
     lx, _ = orders
     _, meta = kpis(KPIS, directory=lx.settings.warehouse_dir, with_meta=True)

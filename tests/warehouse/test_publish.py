@@ -1,0 +1,151 @@
+"""Publishing: a retired Parquet file outlives the catalogs that may read it
+by the grace period counted from its retirement, and the `parquet/` tree
+holds exactly what the newest catalog reads (what Trino/Spark/DuckDB see
+when they glob it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+from bench.warehouse import fill_store
+from commands import messages as m
+from lianxin.wiring import build
+from tests.conftest import make_settings
+from tests.warehouse.helpers import tree_equals_catalog
+from warehouse.publish import FILES, GRACE_SECONDS, TREE
+from warehouse.reader import open_catalog
+from warehouse.service import load
+
+CST = timezone(timedelta(hours=8))
+
+
+def _offer(lx, name: str, day: int, hour: int, month: int = 3) -> None:
+    lx.commands.handle(m.OfferCall(external_id=name, dialed_number="95598",
+                                   occurred_at=datetime(2026, month, day, hour, tzinfo=CST)))
+
+
+def _backdate_files(directory: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    for p in (directory / FILES).rglob("*.parquet"):
+        os.utime(p, (old, old))
+
+
+def _backdate_retirements(directory: Path, seconds: float) -> None:
+    con = duckdb.connect(str(directory / "loader.duckdb"))
+    con.execute(f"UPDATE retired_file SET retired_at = retired_at - INTERVAL {int(seconds)} SECOND"
+                ).fetchall()
+    con.close()
+
+
+def _retired(directory: Path) -> dict[str, datetime]:
+    con = duckdb.connect(str(directory / "loader.duckdb"), read_only=True)
+    try:
+        return dict(con.execute("SELECT path, retired_at FROM retired_file").fetchall())
+    finally:
+        con.close()
+
+
+def test_a_replaced_file_lives_for_the_grace_period_after_its_retirement(tmp_path: Path):
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        _offer(lx, "a", 2, 10)
+        load(lx)
+        # The month file was written long ago (an old, quiet month): its age
+        # says nothing about how long readers of the current catalog need it.
+        _backdate_files(wd, 3 * GRACE_SECONDS)
+        first = {str(p) for p in (wd / FILES / "fact_call").rglob("*.parquet")}
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(1,)]
+            _offer(lx, "b", 2, 11)
+            load(lx)  # the same month is published again: the first file retires
+            # The reader still sees its own snapshot, whole.
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(1,)]
+        retired = _retired(wd)
+        assert first <= set(retired)
+        assert all(datetime.now(timezone.utc) - t < timedelta(seconds=60) for t in retired.values())
+        assert all(Path(p).exists() for p in first)
+        load(lx)  # a publish inside the grace period keeps it
+        assert all(Path(p).exists() for p in first)
+        _backdate_retirements(wd, GRACE_SECONDS + 60)
+        load(lx)  # nothing new to load; the garbage is still collected
+        assert not any(Path(p).exists() for p in first)
+        assert not first & set(_retired(wd))
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(2,)]
+    finally:
+        lx.close()
+
+
+def test_unreferenced_files_nobody_retired_get_a_grace_period_when_first_seen(tmp_path: Path):
+    """A publish that crashed after swapping its catalog in (before its
+    commit) leaves files a reader may be using; so does the tree layout from
+    before `files/`, whose catalogs read `parquet/` directly."""
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        _offer(lx, "a", 2, 10)
+        load(lx)
+        current = next((wd / FILES / "fact_call").rglob("*.parquet"))
+        orphan = current.with_name("g999999-crashed.parquet")
+        legacy = wd / TREE / "fact_call" / current.parent.name / "g000001-oldlayout.parquet"
+        shutil.copy(current, orphan)
+        shutil.copy(current, legacy)
+        old = time.time() - 3 * GRACE_SECONDS
+        for p in (orphan, legacy):
+            os.utime(p, (old, old))
+        _offer(lx, "b", 3, 10, month=4)  # another month: March's file stays current
+        load(lx)
+        assert orphan.exists() and legacy.exists()
+        assert {str(orphan), str(legacy)} <= set(_retired(wd))
+        _backdate_retirements(wd, GRACE_SECONDS + 60)
+        load(lx)
+        assert not orphan.exists() and not legacy.exists()
+        assert current.exists()  # still the current file of its month
+    finally:
+        lx.close()
+
+
+def test_a_glob_over_the_tree_sees_what_the_catalog_sees(tmp_path: Path):
+    home = tmp_path / "home"
+    lx = build(make_settings(home))
+    try:
+        fill_store(lx.app.recorder, calls=60, agents=4)  # a year: every month, agents throughout
+        wd = lx.settings.warehouse_dir
+        # Small batches, a publish after each: months are replaced many
+        # times and every publish appends event files.
+        for round_ in range(4):
+            load(lx, batch_size=45, publish_every=1)
+            tree_equals_catalog(wd)
+            _offer(lx, f"late-{round_}", 2, 9)
+        load(lx)
+        tree_equals_catalog(wd)
+        load(lx, rebuild=True, batch_size=200)  # every file replaced under new names
+        tree_equals_catalog(wd)
+        files = list((wd / TREE).rglob("*.parquet"))
+        assert len({p.parent for p in files if "fact_call" in p.parts}) >= 12
+        # The tree holds links to the catalog's files, never copies of retired ones.
+        assert all(p.stat().st_nlink >= 2 for p in files)
+    finally:
+        lx.close()
+
+
+def test_a_reader_of_the_old_catalog_survives_a_rebuild(tmp_path: Path):
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        _offer(lx, "a", 2, 10)
+        load(lx)
+        _backdate_files(wd, 3 * GRACE_SECONDS)
+        with open_catalog(wd) as reader:
+            load(lx, rebuild=True)
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(1,)]
+            assert reader.execute("SELECT count(*) FROM events").fetchall() == [(1,)]
+    finally:
+        lx.close()
