@@ -40,7 +40,7 @@ from lianxin.wiring import build
 # adapter's throughput rather than its tolerance to compressed timeouts.
 SPEED = 5.0
 
-TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "telephony" / "traces"
+TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ari_traces"
 
 
 def core_append(lx: Any, calls: int) -> dict[str, float]:

@@ -115,10 +115,12 @@ class SimBridge:
     technology: str = "simple_bridge"
     moh_class: Optional[str] = None
     recordings: set[str] = field(default_factory=set)
+    bridge_class: str = "stasis"  # "basic" for a dialplan Dial() between two phones
+    creator: str = "Stasis"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "technology": self.technology, "bridge_type": self.bridge_type,
-                "bridge_class": "stasis", "creator": "Stasis", "name": self.name,
+                "bridge_class": self.bridge_class, "creator": self.creator, "name": self.name,
                 "channels": list(self.channels), "creationtime": self.creationtime,
                 "video_mode": "talker"}
 
@@ -798,6 +800,113 @@ class Asterisk:
         self._teardown(agent, cause=16, first={"cause": 16})
         return one.id
 
+    # --- attended transfer by an agent phone ----------------------------------------------
+
+    def phone_dial(self, channel_id: str, target: str, context: str = "internal",
+                   timeout: float = 30.0) -> tuple[str, str]:
+        """The agent's phone, with the caller on hold, calls ``target`` itself: a
+        second channel of the same phone runs the dialplan and dials
+        ``PJSIP/<target>``. Neither is in Stasis (only subscribeAll sees them);
+        once the target answers, both are in a basic bridge. Returns (the
+        phone's second channel, the target's channel)."""
+        first = self.channel(channel_id)
+        second = self._new_channel(channel_id=None,
+                                   name=f"{first.endpoint}-{self._next_name_seq():08x}",
+                                   state="Up", kind="phone", context=context, exten=target,
+                                   endpoint=first.endpoint, caller=first.caller,
+                                   protocol_id=str(uuid.uuid4()))
+        self.emit("ChannelCreated", {"channel": second.to_json()}, channels=[second])
+        second.app_name, second.app_data = "Dial", f"PJSIP/{target}"
+        self.emit("ChannelDialplan", {"dialplan_app": "Dial", "dialplan_app_data": second.app_data,
+                                      "channel": second.to_json()}, channels=[second])
+        callee = self._new_channel(channel_id=None,
+                                   name=f"PJSIP/{target}-{self._next_name_seq():08x}",
+                                   state="Down", kind="agent", context=context, exten="s",
+                                   endpoint=f"PJSIP/{target}", caller=first.caller)
+        self.emit("ChannelCreated", {"channel": callee.to_json()}, channels=[callee])
+        callee.originator_dial = True
+        self._dial(callee, "", target)
+        self.spawn(self._phone_ring(second, callee, target, timeout), owner=callee)
+        return second.id, callee.id
+
+    async def _phone_ring(self, second: SimChannel, callee: SimChannel, target: str,
+                          timeout: float) -> None:
+        await self._ring(callee, target, None, [], timeout)
+        if not (callee.alive and callee.state == "Up" and second.alive):
+            if second.alive:  # the colleague never answered: the phone gives up
+                self._teardown(second, cause=16, first={"cause": 16})
+            return
+        br = SimBridge(id=str(uuid.uuid4()), name="", bridge_type="mixing",
+                       creationtime=self.clock.stamp(), app="", bridge_class="basic",
+                       creator="")
+        self.bridges[br.id] = br
+        self.emit("BridgeCreated", {"bridge": br.to_json()}, bridge=br)
+        for ch in (second, callee):
+            self._join_bridge(br, ch)
+
+    def refer_attended(self, channel_id: str, second_id: str) -> str:
+        """The agent phone completes the transfer: REFER on the first call with
+        ``Replaces`` naming the second. A Stasis bridge refuses merges and swaps
+        (``AST_BRIDGE_FLAG_TRANSFER_BRIDGE_ONLY``), so Asterisk links the two
+        bridges (``attended_transfer_bridge`` in ``main/bridge.c``): a
+        ``Local/_attended@transfer`` pair whose ``;1`` takes the agent's seat in
+        our bridge (entering Stasis with ``replace_channel``) and whose ``;2``
+        takes the phone's second channel's seat beside the colleague. Then
+        ``BridgeAttendedTransfer`` (destination_type ``link``) and the phone
+        hangs up both its calls. Returns the ``;1`` now in our bridge."""
+        first, second = self.channel(channel_id), self.channel(second_id)
+        bridge = self.bridges.get(first.bridge or "")
+        if bridge is None or first.app is None:
+            raise SimError(409, "Channel is not bridged in Stasis; REFER rejected")
+        other = self.bridges.get(second.bridge or "")
+        target = next((self.channels[c] for c in (other.channels if other else [])
+                       if c != second.id), None)
+        if other is None or target is None:
+            raise SimError(409, "The consulted party has not answered; REFER rejected")
+        transferee = next((self.channels[c] for c in bridge.channels if c != first.id), None)
+        # the message carries the snapshots taken when the transfer began
+        fields: dict[str, Any] = {"transferer_first_leg": first.to_json(),
+                                  "transferer_second_leg": second.to_json()}
+        if transferee is not None:
+            fields["transferee"] = transferee.to_json()
+        fields["transfer_target"] = target.to_json()
+        fields["transferer_first_leg_bridge"] = bridge.to_json()
+        fields["transferer_second_leg_bridge"] = other.to_json()
+        for ch in [self.channels[c] for c in bridge.channels]:
+            self._varset(ch, "ATTENDEDTRANSFER",
+                         ch.vars.get("BRIDGEPEER", "") if ch is first else first.name)
+        one, two = self._local_pair("_attended", "transfer")
+        self._varset(one, "ATTENDEDTRANSFER", first.name)
+        self._join_bridge(other, two)
+        self._leave_bridge(second)
+        self._enter_stasis(one, first.app, [], replace=first)
+        self._leave_bridge(first)
+        self._join_bridge(bridge, one)
+        for half in (two, one):
+            half.state = "Up"
+            self.emit("ChannelStateChange", {"channel": half.to_json()}, channels=[half])
+        fields.update({"result": "Success", "is_external": True, "destination_type": "link",
+                       "destination_link_first_leg": one.to_json(),
+                       "destination_link_second_leg": two.to_json()})
+        self.emit("BridgeAttendedTransfer", fields, channels=[first], bridge=bridge)
+        # NOTIFY 200 to the phone, which hangs up both of its calls
+        self._teardown(first, cause=16, first={"cause": 16})
+        self._teardown(second, cause=16, first={"cause": 16})
+        return one.id
+
+    def _local_pair(self, exten: str, context: str) -> tuple[SimChannel, SimChannel]:
+        seq = self._local_seq
+        self._local_seq += 1
+        base = f"Local/{exten}@{context}-{seq:08x}"
+        one = self._new_channel(channel_id=None, name=f"{base};1", state="Down", kind="local",
+                                context=context, exten=exten)
+        two = self._new_channel(channel_id=None, name=f"{base};2", state="Ring", kind="local",
+                                context=context, exten=exten)
+        one.peer_half, two.peer_half = two.id, one.id
+        self.emit("ChannelCreated", {"channel": one.to_json()}, channels=[one])
+        self.emit("ChannelCreated", {"channel": two.to_json()}, channels=[two])
+        return one, two
+
     # --- bridges -------------------------------------------------------------------------
 
     def create_bridge(self, types: str | None, bridge_id: str | None, name: str | None,
@@ -890,6 +999,18 @@ class Asterisk:
         if not br.channels:
             # The announcer leaves with the last participant: a later DELETE .../moh is a 409.
             br.moh_class = None
+        if br.bridge_class == "basic":
+            self._dissolve_basic(br)
+
+    def _dissolve_basic(self, br: SimBridge) -> None:
+        # A Dial() bridge between two phones ends when either party leaves (a
+        # channel swapped in takes the leaver's place first, so it goes on).
+        alive = [self.channels[c] for c in br.channels if c in self.channels]
+        if len(alive) == 1 and alive[0].alive:
+            self._teardown(alive[0], cause=16, first={"cause": 16})
+        elif not alive and br.id in self.bridges:
+            del self.bridges[br.id]
+            self.emit("BridgeDestroyed", {"bridge": br.to_json()}, bridge=br)
 
     def destroy_bridge(self, bridge_id: str) -> None:
         br = self.bridge(bridge_id)
@@ -903,8 +1024,8 @@ class Asterisk:
                 self._finish_recording(rec)
         for pb in [p for p in self.playbacks.values() if p.target_uri == f"bridge:{br.id}"]:
             self._finish_playback(pb.id, "done")
-        del self.bridges[br.id]
-        self.emit("BridgeDestroyed", {"bridge": br.to_json()}, bridge=br)
+        if self.bridges.pop(br.id, None) is not None:  # a basic bridge dissolves by itself
+            self.emit("BridgeDestroyed", {"bridge": br.to_json()}, bridge=br)
 
     def bridge_moh(self, bridge_id: str, moh_class: str | None, on: bool) -> None:
         br = self.bridge(bridge_id)

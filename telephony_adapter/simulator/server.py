@@ -168,6 +168,16 @@ class Simulator:
                 raise TimeoutError(f"no WebSocket registered app {app!r} within {timeout}s")
             await asyncio.sleep(0.005)
 
+    async def wait_for_app_gone(self, timeout: float = 5.0, app: str | None = None) -> None:
+        """Real seconds to wait until no WebSocket has the app registered (an
+        adapter that stopped); its channels stay in Stasis meanwhile."""
+        app = app or self.app
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.core.registered(app):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"app {app!r} still registered after {timeout}s")
+            await asyncio.sleep(0.005)
+
     # --- scenario controls ---------------------------------------------------------------
 
     def place_call(self, caller: str = "13800000000", dialed: str = "95598", *,
@@ -204,6 +214,17 @@ class Simulator:
     def refer(self, channel_id: str, target: str, context: str = "internal") -> str | None:
         """The agent phone blind-transfers by SIP REFER; see Asterisk.refer."""
         return self.core.refer(channel_id, target, context)
+
+    def phone_dial(self, channel_id: str, target: str,
+                   context: str = "internal") -> tuple[str, str]:
+        """The agent phone calls a colleague itself (first half of an attended
+        transfer by the phone); see Asterisk.phone_dial."""
+        return self.core.phone_dial(channel_id, target, context)
+
+    def refer_attended(self, channel_id: str, second_id: str) -> str:
+        """The agent phone joins the caller and the colleague (REFER with
+        Replaces): BridgeAttendedTransfer; see Asterisk.refer_attended."""
+        return self.core.refer_attended(channel_id, second_id)
 
     async def talk(self, channel_id: str, seconds: float) -> None:
         """Talk detection (only when TALK_DETECT is set on the channel)."""

@@ -34,16 +34,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol
 
+from eventsourcing.application import AggregateNotFoundError
+
 from commands import messages as m
 from commands.service import CommandService
+from domain.call import call_id_for
 from domain.errors import DomainError
 from telephony_adapter.stasis.config import TelephonyConfig
 from telephony_adapter.stasis.events import as_dict, event_key
-from telephony_adapter.stasis.tracker import CallTracker, Translation
+from telephony_adapter.stasis.tracker import OWN_ROLES, CallTracker, Translation
 
 log = logging.getLogger(__name__)
 
 SEEN_MEMORY = 20000
+
+# what a call was doing when the adapter that handled it went away
+RECOVERY_STAGE = {"offered": "being answered", "ivr": "in the IVR",
+                  "connected": "connected to an agent", "held": "on hold"}
 
 
 class RestPort(Protocol):
@@ -73,7 +80,7 @@ class StasisApp:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.rejected: list[tuple[m.Command, str]] = []
         self.stats = {"events": 0, "duplicates": 0, "commands": 0, "rejected": 0,
-                      "reconnects": 0, "reconciled": 0, "busy_s": 0.0}
+                      "reconnects": 0, "reconciled": 0, "adopted": 0, "busy_s": 0.0}
         self.asterisk_started: str | None = None
         # (call id, caller channel) of calls the store believes live, read at
         # start-up: those whose channel is gone ended while no adapter ran
@@ -83,6 +90,8 @@ class StasisApp:
         self._flusher: asyncio.Task | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stasis-store")
         self._queues: dict[str, asyncio.Queue] = {}
+        # events wait while the start-up recovery compares Asterisk with the store
+        self._order = asyncio.Lock()
         self._lanes: dict[str, asyncio.Task] = {}
         self.flow = None
         if control:
@@ -206,21 +215,22 @@ class StasisApp:
         calls' commits overlap, so the command bus commits them together
         instead of paying one disk flush per event."""
         await self.snapshot_asterisk()
-        if self.known_live_calls is not None:
-            await self.close_orphans(await self.read(self.known_live_calls))
         if self.flow is not None:
             await self.flow.start()
+        recovery = asyncio.create_task(self._recover_when_connected())
         if on_start is not None:
             await on_start()
         self.running = True
         try:
             async for event in events:
                 try:
-                    await self._route(event)
+                    async with self._order:
+                        await self._route(event)
                 except Exception:  # noqa: BLE001 - one bad event must not stop the center
                     log.exception("failed on ARI event %r", getattr(event, "type", event))
         finally:
             self.running = False
+            recovery.cancel()
             for lane in list(self._lanes.values()):
                 lane.cancel()
             if self.flow is not None:
@@ -299,13 +309,34 @@ class StasisApp:
                 await asyncio.shield(self._flusher)
             await asyncio.sleep(0)
 
-    async def close_orphans(self, live: list[tuple[Any, str]]) -> int:
+    async def _recover_when_connected(self) -> None:
+        """Start-up: what a previous adapter left behind. The snapshot is taken
+        once the event socket is open (as after a reconnect), so whatever
+        happens from then on reaches us as events; events wait meanwhile."""
+        connected = getattr(self.rest, "connected", None)
+        if isinstance(connected, asyncio.Event):
+            await connected.wait()
+        async with self._order:
+            await self.drain()
+            try:
+                channels = [c for c in await self.rest.request("GET", "/channels") or []
+                            if isinstance(c, dict)]
+            except Exception:  # noqa: BLE001 - the next reconnect reconciles again
+                log.exception("start-up recovery: GET /channels failed")
+                return
+            if self.known_live_calls is not None:
+                await self.close_orphans(await self.read(self.known_live_calls), channels)
+            await self.recover(channels, epoch="start")
+
+    async def close_orphans(self, live: list[tuple[Any, str]],
+                            channels: list[dict[str, Any]] | None = None) -> int:
         """Calls the store still shows live from before this adapter started:
         those whose channel Asterisk no longer has are ended with a cause.
-        (A channel still up is left alone: it may be another adapter's.)"""
+        (Those still up are ``recover``'s business.)"""
         if not live:
             return 0
-        channels = await self.rest.request("GET", "/channels") or []
+        if channels is None:
+            channels = await self.rest.request("GET", "/channels") or []
         up = {str(c.get("id")) for c in channels if isinstance(c, dict)}
         now = self.clock()
         cmds = [m.EndCall(call_id=call_id, hung_up_by="system",
@@ -315,6 +346,90 @@ class StasisApp:
         await self.submit(cmds)
         self.stats["reconciled"] += len(cmds)
         return len(cmds)
+
+    # -- channels nobody here knows ----------------------------------------------
+    async def recover(self, channels: list[dict[str, Any]], epoch: str) -> int:
+        """Channels in our application that this adapter does not know: callers
+        a previous adapter left in Stasis when it stopped (they hear silence
+        until someone acts), and its agent legs, snoops and phones.
+
+        A caller who was waiting for an agent (queued, or ringing one) is put
+        back in their queue, keeping their place; a call caught in the IVR or
+        in conversation is ended with a cause that says so (its agent is
+        released) and hung up; a channel whose call is already over (a
+        survey cut short) is hung up. A caller the store has never heard of
+        is left alone: its StasisStart is on its way. Our own helper channels
+        of calls nobody tracks any more are hung up."""
+        if self.flow is None:
+            return 0  # observe mode makes no requests
+        strays = [(str(c.get("id")), args) for c in channels
+                  if (args := self._stasis_args(c)) is not None
+                  and not self._known(str(c.get("id")))]
+        adopted: set[str] = set()
+        done = 0
+        for cid, args in strays:
+            if not args:
+                done += await self._recover_caller(cid, epoch, adopted)
+        for cid, args in strays:
+            if args and args[0] in OWN_ROLES:
+                call = self.tracker.calls.get(args[-1])
+                if call is None or not call.live or args[-1] in adopted:
+                    await self.flow.ari("DELETE", f"/channels/{cid}")
+        return done
+
+    def _stasis_args(self, ch: dict[str, Any]) -> list[str] | None:
+        """The Stasis arguments of a channel in our application (``[]`` for an
+        inbound call), None for any other channel."""
+        plan = ch.get("dialplan") or {}
+        if plan.get("app_name") != "Stasis":
+            return None
+        app, *args = str(plan.get("app_data") or "").split(",")
+        return args if app == self.app_name else None
+
+    def _known(self, channel: str) -> bool:
+        return self.tracker.knows(channel) or (self.flow is not None
+                                               and channel in self.flow.listeners)
+
+    async def _recover_caller(self, ext: str, epoch: str, adopted: set[str]) -> int:
+        assert self.flow is not None
+        call = await self.read(self._stored_call, ext)
+        if call is None:
+            return 0
+        if not call.is_live:
+            await self.flow.ari("DELETE", f"/channels/{ext}")
+            return 0
+        state = call.state.value
+        if state in ("queued", "ringing"):
+            ringing = state == "ringing" and bool(call.leg_id)
+            if ringing:
+                # an agent's phone rang for a call nobody followed: cancel it
+                # (not the agent's fault: ready again) and ring someone afresh
+                await self.submit([m.ReportRingNoAnswer(
+                    call_id=call.id, leg_id=call.leg_id, outcome="canceled",
+                    occurred_at=self.clock(), command_id=f"recover:{epoch}:{ext}:ring",
+                    actor="asterisk")])
+                await self.flow.ari("DELETE", f"/channels/{call.leg_id}")
+            await self.flow.adopt_queued(ext, call, at_front=ringing)
+            adopted.add(ext)
+            self.stats["adopted"] += 1
+            return 1
+        where = RECOVERY_STAGE.get(state, state)
+        await self.submit([m.EndCall(call_id=call.id, hung_up_by="system",
+                                     cause=f"lost: the telephony adapter restarted while the "
+                                           f"call was {where}",
+                                     occurred_at=self.clock(),
+                                     command_id=f"recover:{epoch}:{ext}", actor="asterisk")])
+        if call.leg_id:
+            await self.flow.ari("DELETE", f"/channels/{call.leg_id}")
+        await self.flow.ari("DELETE", f"/channels/{ext}")
+        self.stats["reconciled"] += 1
+        return 1
+
+    def _stored_call(self, ext: str) -> Any:
+        try:
+            return self.service.app.repository.get(call_id_for(ext))
+        except AggregateNotFoundError:
+            return None
 
     # -- reconnect -------------------------------------------------------------
     async def snapshot_asterisk(self) -> str | None:
@@ -342,7 +457,8 @@ class StasisApp:
             cause = f"lost: Asterisk restarted at {started}"
         else:
             cause = "lost: channel gone while disconnected from Asterisk"
-        out = self.tracker.reconcile(live, cause, now, epoch=str(self.stats["reconnects"]))
+        epoch = str(self.stats["reconnects"])
+        out = self.tracker.reconcile(live, cause, now, epoch=epoch)
         self.stats["reconciled"] += sum(1 for s in out.signals if s.kind == "call_ended")
         await self.submit(out.commands)
         if self.flow is not None:
@@ -350,3 +466,5 @@ class StasisApp:
                 await self.flow.on_signal(signal)
             await self.flow.after_reconcile({str(b.get("id")) for b in bridges
                                              if isinstance(b, dict)})
+            if not restarted:
+                await self.recover([c for c in channels if isinstance(c, dict)], epoch)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from commands import messages as m
+from domain.agent import AgentState
 from domain.call import TRANSFER_TARGETS
 from domain.errors import InvalidValue, InvariantViolation, NotFound
 from telephony_adapter.ari.errors import AriError
@@ -170,6 +171,12 @@ class CallControl:
         view, plan = self._talking(call_id)
         if any(leg.role == "consult" and not leg.released for leg in view.legs.values()):
             raise InvariantViolation("a consultation is already in progress")
+        colleague = await self.flow.agent(employee_no)
+        if colleague is None or colleague.state != AgentState.READY:
+            # completing would route the caller to them: refuse now, not after
+            # the agent has talked the colleague through the case
+            state = colleague.state.value if colleague is not None else "unknown"
+            raise InvariantViolation(f"agent {employee_no} is {state}, not ready to take a call")
         async with self.flow.lock_for(view.external_id):
             if view.state == "connected":
                 await self._run(m.HoldCall(call_id=view.call_id, by="agent",
@@ -179,12 +186,14 @@ class CallControl:
                 await self._ari("POST", f"/bridges/{plan.bridge}/removeChannel",
                                 channel=view.external_id)
                 await self.flow.start_moh(plan)
+            self.flow.consulting.add(employee_no)
             self.flow.acd.agent_unavailable(employee_no)
-            endpoint = await self.flow.endpoint_of(employee_no)
+            endpoint = colleague.endpoint or f"PJSIP/{employee_no}"
             channel = await self.flow.originate(view.external_id, employee_no, endpoint,
                                                 self.flow.config.queues[0].ring_timeout_s,
                                                 role="consult")
             if channel is None:
+                await self.flow.resync_agent(employee_no)
                 raise InvariantViolation(f"agent {employee_no} cannot be called")
             return channel
 
@@ -214,6 +223,7 @@ class CallControl:
                              command_id=plan.next_id("alert")),
                 m.AnswerCall(call_id=view.call_id, leg_id=leg.channel, occurred_at=now,
                              command_id=plan.next_id("answer")))
+            self.flow.consulting.discard(leg.employee_no)  # ringing for the call now
             self._release_leg(view, old_leg)
             leg.role, leg.alerted = "agent", True
             self.tracker.channels[leg.channel] = (view.external_id, "agent")
@@ -226,12 +236,20 @@ class CallControl:
                 await self.flow.ari("DELETE", f"/channels/{old_leg}")
 
     async def cancel_consult(self, call_id: UUID | str) -> None:
+        """The agent takes the caller back; the colleague's leg, if it is
+        still up or ringing, is hung up. Also the way back after the
+        colleague never answered (their leg is already gone)."""
         view, plan = self._talking(call_id)
-        leg = self._consult_leg(view)
-        async with self.flow.lock_for(view.external_id):
-            leg.released = True
-            await self.flow.ari("DELETE", f"/channels/{leg.channel}")
-            await self.flow.resync_agent(leg.employee_no)
+        leg = next((lg for lg in view.legs.values() if lg.role == "consult" and not lg.released),
+                   None)
+        tried = any(lg.role == "consult" for lg in view.legs.values())
+        if leg is None and not (tried and view.state == "held"):
+            raise InvariantViolation("no consultation in progress")
+        if leg is not None:
+            async with self.flow.lock_for(view.external_id):
+                leg.released = True
+                await self.flow.ari("DELETE", f"/channels/{leg.channel}")
+                await self.flow.resync_agent(leg.employee_no)
         await self.unhold(call_id)
 
     # -- conference ------------------------------------------------------------------

@@ -49,6 +49,8 @@ SURVEY_TIMEOUT_S = 10.0
 # only this long after it should have, so a late event is not mistaken for
 # silence.
 RING_GRACE_S = 30.0
+# the actor of the Queued an overflow records: "acd-overflow:<queue left>"
+OVERFLOW_ACTOR = "acd-overflow"
 
 
 @dataclass
@@ -66,10 +68,16 @@ class CallPlan:
     moh: bool = False
     agent_channel: str | None = None
     recordings: int = 0
+    # a number reached the service's max_digits and was looked up: the "#"
+    # the prompt asked for may still follow, and is not a menu choice
+    complete_number: bool = False
+    # "" for a call this adapter offered; for one it adopted, what keeps its
+    # command and playback ids apart from those of the adapter before it
+    lineage: str = ""
 
     def next_id(self, what: str) -> str:
         self.seq += 1
-        return f"flow:{self.external_id}:{what}:{self.seq}"
+        return f"flow:{self.external_id}{self.lineage}:{what}:{self.seq}"
 
 
 class CallFlow:
@@ -89,6 +97,11 @@ class CallFlow:
         self._locks: dict[str, asyncio.Lock] = {}
         self.originated = 0
         self.listeners: dict[str, tuple[str, str]] = {}  # supervisor phone -> (bridge, snoop)
+        # colleagues on a consultation: out of routing whatever their record
+        # says (the store still shows them ready, see docs/telephony-stasis.md)
+        self.consulting: set[str] = set()
+        self.endpoints: dict[str, str] = {}  # phone -> employee logged in on it
+        app.tracker.agent_of_endpoint = self.endpoints.get
         self.tick_s = tick_s
         # the log is read again only after a commit (ours or an HTTP command's)
         self._log_dirty = True
@@ -175,17 +188,31 @@ class CallFlow:
     async def resync_agent(self, employee_no: str) -> None:
         """Routing takes an agent back after we held them out of it (a
         consultation that ended without a transfer)."""
+        self.consulting.discard(employee_no)
+        agent = await self.agent(employee_no)
+        if agent is not None:
+            self._sync_agent(agent)
+
+    async def agent(self, employee_no: str) -> Agent | None:
         from domain.agent import agent_id_for
 
         try:
-            agent = await self.app.read(self.app.service.app.repository.get,
-                                        agent_id_for(employee_no))
+            return await self.app.read(self.app.service.app.repository.get,
+                                       agent_id_for(employee_no))
         except Exception:  # noqa: BLE001 - unknown agent: nothing to route
-            return
-        self._sync_agent(agent)
+            return None
 
     def _sync_agent(self, agent: Agent) -> None:
         emp = agent.employee_no
+        for phone in [p for p, who in self.endpoints.items() if who == emp]:
+            del self.endpoints[phone]
+        if agent.endpoint:
+            self.endpoints[agent.endpoint] = emp
+        if emp in self.consulting:
+            # an update to their record (skills, a late event) must not hand
+            # a new caller to someone already on the phone with a colleague
+            self.acd.agent_unavailable(emp)
+            return
         if agent.state == AgentState.READY and agent.endpoint:
             if self.acd.ringing_for(emp) is None:
                 self.acd.agent_ready(emp, skills=agent.skills,
@@ -253,7 +280,8 @@ class CallFlow:
             return False
         sound = plan.playlist.popleft()
         media = sound if ":" in sound else f"sound:{sound}"
-        pb_id = f"pb-{plan.external_id}-{plan.seq}-{len(plan.playlist)}-{_short(sound)}"
+        pb_id = (f"pb-{plan.external_id}{plan.lineage}-{plan.seq}-{len(plan.playlist)}"
+                 f"-{_short(sound)}")
         plan.seq += 1
         plan.playback = pb_id
         res = await self.ari("POST", f"/channels/{plan.external_id}/play", media=media,
@@ -289,7 +317,13 @@ class CallFlow:
             return
         at = sig.at or self.now()
         if plan.mode == "ivr" and plan.session is not None:
+            if plan.complete_number and sig.detail == "#":
+                plan.complete_number = False
+                return
+            collecting = plan.session.collecting is not None
             steps = plan.session.digit(sig.detail)
+            plan.complete_number = (collecting and sig.detail != "#"
+                                    and any(isinstance(st, Lookup) for st in steps))
             if steps:
                 plan.deadline = None
                 await self.stop_playback(plan)
@@ -357,13 +391,25 @@ class CallFlow:
         await self.start_moh(plan)
         await self.dispatch()
 
+    async def adopt_queued(self, ext: str, call: Any, *, at_front: bool = False) -> None:
+        """A caller a previous adapter left waiting goes back in their queue
+        with the wait they already had (the store's ``queued_at``), hears the
+        music again and is offered the next free agent."""
+        self.tracker.adopt(ext, call.id, "queued")
+        plan = self.plans[ext] = CallPlan(ext, call.id, mode="queue",
+                                          lineage=f"~{int(self.now().timestamp())}")
+        queue = call.queue if call.queue in self.acd.queues else self.config.ivr.agent_queue
+        self.acd.enqueue(ext, queue, call.queued_at or self.now(), priority=call.priority,
+                         skills=call.required_skills, at_front=at_front)
+        await self.start_moh(plan)
+        await self.dispatch()
+
     async def dispatch(self) -> None:
         now = self.now()
         for ov in self.acd.overflows(now):
             plan = self._plan(ov.call_id)
             if plan is not None:
-                await self.submit(m.QueueCall(call_id=plan.call_id, queue=ov.to_queue,
-                                              occurred_at=now, command_id=plan.next_id("overflow")))
+                await self.overflow(plan, ov.from_queue, ov.to_queue, now)
         for rt in self.acd.ring_timeouts(now - timedelta(seconds=RING_GRACE_S)):
             view = self.tracker.calls.get(rt.call_id)
             leg = view.serving() if view is not None else None
@@ -386,6 +432,20 @@ class CallFlow:
             sounds = (["queue-youarenext"] if ann.position == 1 else
                       ["queue-thereare", f"digits:{ann.position - 1}", "queue-callswaiting"])
             await self.play(plan, sounds)
+
+    async def overflow(self, plan: CallPlan, from_queue: str, to_queue: str,
+                       now: datetime) -> None:
+        """The caller waited too long in one queue and moves to another. A
+        ``Queued`` event cannot say why it happened (see the report in
+        docs/telephony-stasis.md, Limits); its actor does: the overflow rule
+        of the queue left, not the IVR or a transfer."""
+        await self.submit(m.QueueCall(call_id=plan.call_id, queue=to_queue, occurred_at=now,
+                                      command_id=plan.next_id("overflow"),
+                                      actor=f"{OVERFLOW_ACTOR}:{from_queue}"))
+        if plan.mode == "queue" and (self.acd.policy(from_queue).moh_class
+                                     != self.acd.policy(to_queue).moh_class):
+            # the new queue's music (an announcement under way ends with it)
+            await self.start_moh(plan)
 
     async def originate(self, ext: str, employee_no: str, endpoint: str,
                         ring_timeout_s: float, role: str = "agent") -> str | None:
@@ -421,7 +481,7 @@ class CallFlow:
         view = self.tracker.calls.get(sig.external_id)
         leg = view.legs.get(sig.channel) if view is not None else None
         if leg is not None and leg.role == "consult":
-            await self.resync_agent(sig.employee_no)
+            await self._consult_unanswered(sig)
             return
         if plan is None:
             return
@@ -434,6 +494,19 @@ class CallFlow:
                              at_front=True)
         plan.agent_channel = None
         await self.dispatch()
+
+    async def _consult_unanswered(self, sig: Signal) -> None:
+        """The colleague's phone rang out (or was busy): as with a leg the
+        ACD rang, they are put not-ready so nobody else is sent to an empty
+        desk. The call itself stays on hold with the first agent."""
+        agent = await self.agent(sig.employee_no)
+        self.consulting.discard(sig.employee_no)
+        if agent is not None and agent.state == AgentState.READY and sig.detail != "canceled":
+            await self.submit(m.MakeNotReady(employee_no=sig.employee_no, reason="ring_no_answer",
+                                             occurred_at=sig.at or self.now(),
+                                             command_id=f"consult-rna:{sig.channel}"))
+            return
+        await self.resync_agent(sig.employee_no)
 
     async def _on_leg_answered(self, sig: Signal) -> None:
         plan = self._plan(sig.external_id)
@@ -459,8 +532,9 @@ class CallFlow:
             self.tracker.claim_bridge(plan.bridge, plan.external_id)
             await self.ari("POST", "/bridges", type="mixing", bridgeId=plan.bridge,
                            name=f"call-{plan.external_id}")
-            await self.ari("POST", f"/bridges/{plan.bridge}/addChannel",
-                           channel=plan.external_id)
+        # a transferred caller waited outside the bridge (music, not the
+        # first agent's leg going): both join it
+        await self.ari("POST", f"/bridges/{plan.bridge}/addChannel", channel=plan.external_id)
         await self.ari("POST", f"/bridges/{plan.bridge}/addChannel", channel=sig.channel)
         if plan.recordings:
             return  # the bridge recording runs on across transfers
@@ -531,6 +605,20 @@ class CallFlow:
             await self.originate(sig.external_id, target, await self.endpoint_of(target),
                                  self.config.queues[0].ring_timeout_s)
 
+    async def _on_taken_over(self, sig: Signal) -> None:
+        # An attended transfer by the phone: the channel linking to the
+        # colleague already sits in our bridge, in the agent's place. A caller
+        # we had put on hold outside the bridge joins them there.
+        plan = self._plan(sig.external_id)
+        if plan is None:
+            return
+        plan.agent_channel, plan.mode = sig.channel, "talk"
+        if plan.moh:
+            await self.stop_moh(plan)
+            if plan.bridge:
+                await self.ari("POST", f"/bridges/{plan.bridge}/addChannel",
+                               channel=plan.external_id)
+
     async def endpoint_of(self, employee_no: str) -> str:
         from domain.agent import agent_id_for
 
@@ -553,6 +641,27 @@ class CallFlow:
         found = self.listeners.get(sig.channel)
         if found is not None:
             await self.ari("POST", f"/bridges/{found[0]}/addChannel", channel=sig.channel)
+
+    async def _on_snoop_ended(self, sig: Signal) -> None:
+        # monitoring stopped (or the call ended): the supervisor's phone has
+        # nothing left to listen to
+        for phone, (_, snoop) in list(self.listeners.items()):
+            if snoop == sig.channel:
+                await self._drop_listener(phone)
+
+    async def _on_listener_gone(self, sig: Signal) -> None:
+        # the supervisor hung up their phone: stop spying on the call
+        found = self.listeners.get(sig.channel)
+        if found is not None:
+            await self.ari("DELETE", f"/channels/{found[1]}")
+        await self._drop_listener(sig.channel)
+
+    async def _drop_listener(self, phone: str) -> None:
+        found = self.listeners.pop(phone, None)
+        if found is None:
+            return
+        await self.ari("DELETE", f"/channels/{phone}")
+        await self.ari("DELETE", f"/bridges/{found[0]}")
 
     # -- timers --------------------------------------------------------------
     async def tick(self) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 from uuid import UUID
 
 from commands import messages as m
@@ -90,7 +90,10 @@ class CallView:
 class Signal:
     """Something the flow reacts to (not a command)."""
 
-    kind: str  # offered | leg_answered | leg_failed | agent_hung_up | call_ended | transfer_requested | dtmf | playback_finished | snoop_started
+    # offered | leg_answered | leg_failed | consult_ended | agent_hung_up | call_ended |
+    # call_gone | transferred | taken_over | orphan | dtmf | playback_finished |
+    # snoop_started | snoop_ended | listener | listener_gone
+    kind: str
     external_id: str
     channel: str = ""
     employee_no: str = ""
@@ -115,6 +118,10 @@ class CallTracker:
         self.bridges: dict[str, str] = {}  # bridge -> external id
         self.recordings: dict[str, str] = {}  # recording name -> external id
         self._expected: dict[str, tuple[str, str, str]] = {}  # channel -> (ext, employee, role)
+        self._replaced: dict[str, str] = {}  # transferer's channel -> what took its seat
+        # who is logged in on a phone (``PJSIP/1002``); the app plugs in what
+        # the agents' records say, replays fall back to the phone's number
+        self.agent_of_endpoint: Callable[[str], str | None] = _agent_by_convention
 
     # -- what the flow tells us before acting -------------------------------
     def expect_leg(self, channel: str, external_id: str, employee_no: str,
@@ -129,8 +136,21 @@ class CallTracker:
         if view is not None and view.hangup_by is None:
             view.hangup_by, view.hangup_cause = by, cause
 
+    def adopt(self, external_id: str, call_id: UUID, state: str) -> CallView:
+        """Follow a caller this tracker never saw arrive (left in Stasis by an
+        adapter that stopped): their events are ours from now on."""
+        view = CallView(external_id=external_id, call_id=call_id, caller_channel=external_id,
+                        state=state)
+        self.calls[external_id] = view
+        self.channels[external_id] = (external_id, "caller")
+        return view
+
     def claim_bridge(self, bridge: str, external_id: str) -> None:
         self.bridges[bridge] = external_id
+
+    def knows(self, channel: str) -> bool:
+        """A channel of a call we follow, or one we are waiting for."""
+        return channel in self.channels or channel in self.calls or channel in self._expected
 
     def call_of_channel(self, channel: str) -> CallView | None:
         owner = self.channels.get(channel)
@@ -213,10 +233,14 @@ class CallTracker:
         args = [str(a) for a in ev.get("args") or []]
         role = args[0] if args else ""
         if ev.get("replace_channel"):
-            # A REFER target (Local/2000@...) taking the transferer's seat.
-            replaced = self.call_of_channel(str(ev["replace_channel"].get("id", "")))
+            # A Local channel taking the transferer's seat: a REFER's target
+            # (Local/2000@...) or, for an attended transfer by the phone, the
+            # link to the colleague (Local/_attended@transfer...).
+            seat = str(ev["replace_channel"].get("id", ""))
+            replaced = self.call_of_channel(seat)
             if replaced is not None:
                 self.channels[cid] = (replaced.external_id, "replacement")
+                self._replaced[seat] = cid
             return
         if role in ("agent", "consult", "party"):
             if len(args) >= 3 and args[2] and cid not in self.channels and cid not in self._expected:
@@ -328,6 +352,11 @@ class CallTracker:
             if supervisor is not None and view.live and supervisor not in view.snoops.values():
                 out.commands.append(m.StopMonitor(call_id=view.call_id, supervisor_id=supervisor,
                                                   **self._kw(ev, "unmonitor")))
+            if supervisor is not None:
+                out.signals.append(Signal("snoop_ended", view.external_id, cid, supervisor,
+                                          at=timestamp(ev)))
+        elif role == "listener":
+            out.signals.append(Signal("listener_gone", view.external_id, cid, at=timestamp(ev)))
         elif role == "caller" and view.live and not view.hangup_requested:
             # Left Stasis alive (``continue`` into the dialplan): the caller
             # went on to whatever the dialplan does; our part is over.
@@ -534,8 +563,55 @@ class CallTracker:
         self._transfer(ev, out, "blind", channel_id(ev), str(ev.get("exten") or ""))
 
     def _on_BridgeAttendedTransfer(self, ev: dict[str, Any], out: Translation) -> None:
-        self._transfer(ev, out, "attended", channel_id(ev, "transferer_first_leg"),
-                       str(ev.get("destination_application") or ev.get("destination_type") or ""))
+        """The agent's phone joined the caller with the colleague it had
+        called itself (REFER with Replaces). Our bridge is a Stasis bridge,
+        which Asterisk neither merges nor swaps: it linked it to the
+        colleague's with a Local pair whose ``;1`` took the agent's seat (its
+        StasisStart carried ``replace_channel``). The caller is already
+        talking with the colleague through that seat, which becomes the
+        colleague's leg; the call carries on in the same bridge, recording
+        included."""
+        if str(ev.get("result") or "") != "Success":
+            return
+        first = channel_id(ev, "transferer_first_leg")
+        view = self.call_of_channel(first)
+        if view is None or not view.live or view.agent_leg != first:
+            return
+        if view.state not in ("connected", "held"):
+            return
+        target = ev.get("transfer_target") or {}
+        seat = self._replaced.pop(first, "")
+        employee = self.agent_of_endpoint(_endpoint_of(target)) if target else None
+        if not employee or not seat:
+            # not one of our agents (or no seat taken in our bridge): the
+            # caller was transferred away from the center
+            destination = ev.get("destination_application") or _endpoint_of(target)
+            self._transfer(ev, out, "attended", first,
+                           str(destination or ev.get("destination_type") or ""))
+            return
+        self._take_over(view, ev, first, seat, employee, _endpoint_of(target), out)
+
+    def _take_over(self, view: CallView, ev: dict[str, Any], transferer: str, seat: str,
+                   employee: str, endpoint: str, out: Translation) -> None:
+        # In the domain an attended transfer hands the caller on (Transferred),
+        # then the colleague is alerted and answers: here all at the moment
+        # Asterisk reports, since the colleague was on the line already.
+        # ``seat`` is the channel in our bridge (a Local ;1 for a link).
+        old = view.legs.get(transferer)
+        if old is not None:
+            old.released = True
+        out.commands.append(m.TransferCall(call_id=view.call_id, kind="attended",
+                                           target_type="agent", target=employee,
+                                           **self._kw(ev, "transfer", transferer)))
+        out.commands.append(m.AlertAgent(call_id=view.call_id, employee_no=employee, leg_id=seat,
+                                         endpoint=endpoint, **self._kw(ev, "alert", seat)))
+        out.commands.append(m.AnswerCall(call_id=view.call_id, leg_id=seat,
+                                         **self._kw(ev, "answer", seat)))
+        view.legs[seat] = Leg(channel=seat, employee_no=employee, alerted=True, answered=True)
+        self.channels[seat] = (view.external_id, "agent")
+        view.agent_leg, view.state = seat, "connected"
+        out.signals.append(Signal("taken_over", view.external_id, seat, employee,
+                                  at=timestamp(ev)))
 
     def _on_ChannelTransfer(self, ev: dict[str, Any], out: Translation) -> None:
         # ari-only REFER handling: the first event is the request; the one
@@ -614,6 +690,13 @@ def _endpoint_of(ch: dict[str, Any]) -> str:
     if name.startswith("Local/"):
         return name.split("-")[0] if ";" not in name else name.rsplit("-", 1)[0]
     return name.rsplit("-", 1)[0] if "-" in name else name
+
+
+def _agent_by_convention(endpoint: str) -> str | None:
+    """``PJSIP/1002`` -> ``1002``: agents log in on the phone numbered after
+    them, which is all a replayed trace can go by."""
+    tech, _, resource = endpoint.partition("/")
+    return resource if tech and resource.isdigit() else None
 
 
 def _party(leg: Leg) -> str:

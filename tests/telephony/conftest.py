@@ -8,7 +8,8 @@ from typing import Any
 
 from commands import messages as m
 
-TRACES = Path(__file__).resolve().parent.parent / "fixtures" / "telephony" / "traces"
+# The one copy of the twelve Asterisk 22 captures (with their README).
+TRACES = Path(__file__).resolve().parent.parent / "fixtures" / "ari_traces"
 TRACE_NAMES = sorted(p.stem for p in TRACES.glob("*.jsonl") if not p.stem.endswith(".rest"))
 
 

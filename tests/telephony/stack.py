@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from domain.call import call_id_for
@@ -14,6 +14,7 @@ from telephony_adapter.ari.client import AriClient
 from telephony_adapter.simulator import run_simulator
 from telephony_adapter.stasis.app import StasisApp
 from telephony_adapter.stasis.config import TelephonyConfig, load
+from telephony_adapter.stasis.selfservice import SelfServiceDesk
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Stack:
     app: StasisApp
     client: AriClient
     lianxin: Any
+    task: asyncio.Task | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def call(self, channel: str) -> Any:
         return self.lianxin.app.repository.get(call_id_for(channel))
@@ -46,23 +49,55 @@ class Stack:
         return await self.until(lambda: self.call(channel).state.value in states and
                                 self.call(channel), timeout, f"call {channel} in {states}")
 
+    async def stop_adapter(self) -> None:
+        """The adapter process goes away: its socket closes, Asterisk keeps
+        the callers in Stasis."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+        await self.client.close()
+        await self.sim.wait_for_app_gone()
+
+    async def start_adapter(self) -> None:
+        """A new adapter process on the same store and the same Asterisk."""
+        self.app, self.client, self.task = await _start(self.sim, self.lianxin, **self.options)
+
+
+async def _start(sim: Any, lianxin: Any, *, config: TelephonyConfig | None,
+                 auto_ready_after_s: float | None,
+                 self_service: Any) -> tuple[StasisApp, AriClient, asyncio.Task]:
+    client = AriClient(sim.base_url, sim.app, sim.username, sim.password,
+                       backoff_initial=0.05, backoff_max=0.3)
+    # the real desk on this core, as `lianxin telephony run` wires it
+    app = StasisApp(lianxin.commands, client, config or load(), app_name=sim.app,
+                    clock=sim.clock.now, self_service=self_service or SelfServiceDesk(lianxin),
+                    auto_ready_after_s=auto_ready_after_s)
+    task = asyncio.create_task(app.run(client.events(raw=True)))
+    try:
+        await sim.wait_for_app()
+    except BaseException:
+        task.cancel()
+        await client.close()
+        raise
+    return app, client, task
+
 
 @contextlib.asynccontextmanager
 async def stack(lianxin: Any, *, speed: float = 20.0, config: TelephonyConfig | None = None,
                 auto_ready_after_s: float | None = None,
                 self_service: Any = None) -> AsyncIterator[Stack]:
+    options = {"config": config, "auto_ready_after_s": auto_ready_after_s,
+               "self_service": self_service}
     async with run_simulator(speed=speed) as sim:
-        client = AriClient(sim.base_url, sim.app, sim.username, sim.password,
-                           backoff_initial=0.05, backoff_max=0.3)
-        app = StasisApp(lianxin.commands, client, config or load(), app_name=sim.app,
-                        clock=sim.clock.now, self_service=self_service,
-                        auto_ready_after_s=auto_ready_after_s)
-        task = asyncio.create_task(app.run(client.events(raw=True)))
+        app, client, task = await _start(sim, lianxin, **options)
+        s = Stack(sim, app, client, lianxin, task, options)
         try:
-            await sim.wait_for_app()
-            yield Stack(sim, app, client, lianxin)
+            yield s
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            await client.close()
+            if s.task is not None:
+                s.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await s.task
+            await s.client.close()

@@ -22,8 +22,8 @@ from telephony_adapter.ari.models import (
     StasisStart,
     parse_event,
 )
+from tests.telephony.conftest import TRACES
 
-TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "ari_traces"
 SPEC_DIR = Path(os.environ.get("LIANXIN_ARI_SPEC_DIR",
                                Path(__file__).resolve().parents[3] / "shared" / "asterisk-ari-spec"))
 TRACE_FILES = sorted(p for p in TRACES.glob("*.jsonl") if not p.name.endswith(".rest.jsonl"))

@@ -16,6 +16,7 @@ from telephony_adapter.ari import spec
 from telephony_adapter.ari.client import AriClient
 from telephony_adapter.ari.errors import AriHttpError
 from telephony_adapter.ari.models import (
+    BridgeAttendedTransfer,
     ChannelCreated,
     PlaybackFinished,
     PlaybackStarted,
@@ -113,6 +114,63 @@ async def test_rest_resources_and_every_emitted_event_conform_to_the_spec(sim, a
     assert len(sim.events) > 30
     for event in sim.events:
         assert spec.json_problems(event, event["type"], swagger) == [], event["type"]
+
+
+async def test_attended_transfer_by_the_agent_phone_links_our_bridge_to_the_colleague(
+        sim, ari, swagger):
+    sim.register_endpoint("PJSIP/1001", AnswerAfter(0.5))
+    sim.register_endpoint("PJSIP/1002", AnswerAfter(1))
+    call = sim.place_call()
+    await until(lambda: call in sim.core.channels)
+    await ari.answer(call)
+    agent = await ari.request("POST", "/channels", params={
+        "endpoint": "PJSIP/1001", "app": "lianxin", "appArgs": "agent,1001"})
+    await sim.wait_for_event(lambda e: e["type"] == "StasisStart"
+                             and e["channel"]["id"] == agent["id"])
+    await ari.create_bridge("mixing", bridge_id="call")
+    await ari.add_channel("call", [call, agent["id"]])
+    second, colleague = sim.phone_dial(agent["id"], "1002")
+    with pytest.raises(Exception, match="not answered"):
+        sim.refer_attended(agent["id"], second)  # the colleague is still ringing
+    await until(lambda: sim.core.channels[colleague].bridge is not None)
+    consult = sim.core.channels[colleague].bridge
+    assert sim.core.bridges[consult].bridge_class == "basic"  # the phone's own call
+    assert sim.core.bridges["call"].channels == [call, agent["id"]]
+    mark = len(sim.events)
+    seat = sim.refer_attended(agent["id"], second)
+    await until(lambda: agent["id"] not in sim.core.channels and second not in sim.core.channels)
+    local = sim.core.channels[seat]
+    assert local.name.startswith("Local/_attended@transfer-") and local.name.endswith(";1")
+    # the caller with the Local ;1 in our bridge, its ;2 with the colleague in theirs
+    assert sim.core.bridges["call"].channels == [call, seat]
+    assert sorted(sim.core.bridges[consult].channels) == sorted([colleague, local.peer_half])
+    after = sim.events[mark:]
+    start = next(e for e in after if e["type"] == "StasisStart")
+    assert start["channel"]["id"] == seat and start["replace_channel"]["id"] == agent["id"]
+    transfer = next(e for e in after if e["type"] == "BridgeAttendedTransfer")
+    assert transfer["transferer_first_leg"]["id"] == agent["id"]
+    assert transfer["transferer_second_leg"]["id"] == second
+    assert transfer["transferee"]["id"] == call
+    assert transfer["transfer_target"]["id"] == colleague
+    assert transfer["destination_type"] == "link"
+    assert (transfer["destination_link_first_leg"]["id"],
+            transfer["destination_link_second_leg"]["id"]) == (seat, local.peer_half)
+    assert transfer["result"] == "Success" and transfer["is_external"] is True
+    assert transfer["transferer_first_leg_bridge"]["channels"] == [call, agent["id"]]
+    order = [e["type"] for e in after if e.get("channel", {}).get("id") == agent["id"]
+             or e["type"] == "BridgeAttendedTransfer"]
+    assert order.index("BridgeAttendedTransfer") < order.index("StasisEnd")
+    await until(lambda: any(isinstance(e, BridgeAttendedTransfer) for e in ari.received))
+    typed = next(e for e in ari.received if isinstance(e, BridgeAttendedTransfer))
+    assert typed.transfer_target.id == colleague and typed.destination_link_first_leg.id == seat
+    # the colleague hangs up: their bridge dissolves and the link goes with it
+    sim.hangup(colleague)
+    await until(lambda: seat not in sim.core.channels and consult not in sim.core.bridges)
+    assert sim.core.bridges["call"].channels == [call]
+    for event in sim.events:
+        assert spec.json_problems(event, event["type"], swagger) == [], event["type"]
+    sim.hangup(call)
+    await until(lambda: call not in sim.core.channels)
 
 
 async def test_status_codes_follow_asterisk(sim, ari):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -24,8 +23,8 @@ import pytest
 from telephony_adapter.ari.client import AriClient
 from telephony_adapter.ari.errors import AriHttpError
 from telephony_adapter.simulator import AnswerAfter, Busy, NeverAnswer, Simulator, run_simulator
+from tests.telephony.conftest import TRACES
 
-TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "ari_traces"
 NOISE = {"ChannelVarset", "DeviceStateChanged", "ChannelDialplan", "ChannelCallerId",
          "ChannelConnectedLine"}
 SPEED = 20.0  # simulated seconds per real second: the 3-4 s waits of the captures take ~0.2 s

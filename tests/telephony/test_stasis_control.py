@@ -5,13 +5,15 @@ listen and barge, hold, force hang-up, and their refusals."""
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 
 import httpx
 import pytest
 
+from commands import messages as m
 from domain.agent import AgentState, agent_id_for
 from lianxin.http import create_app
-from telephony_adapter.simulator import AnswerAfter
+from telephony_adapter.simulator import AnswerAfter, NeverAnswer
 from tests.telephony.conftest import events_since, names, staff
 from tests.telephony.stack import stack
 
@@ -63,6 +65,8 @@ async def test_blind_transfer_to_a_queue_reaches_a_skilled_agent(sqlite_lianxin)
         assert [k for k in kinds(lx, start) if "Recording" not in k][:3] == [
             "Call.Transferred", "Call.AgentAlerted", "Call.Answered"]
         assert after.transfers == 1 and after.queue == "repair"
+        await s.until(lambda: _in_bridge(s, f"call-{ch}", after.leg_id)
+                      and _in_bridge(s, f"call-{ch}", ch), what="caller and 1003 bridged")
         assert lx.app.repository.get(agent_id_for("1001")).state == AgentState.WRAP_UP
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
@@ -78,6 +82,8 @@ async def test_blind_transfer_by_the_agent_phone_refer(sqlite_lianxin):
                               and s.call(ch).state.value == "connected" and s.call(ch),
                               timeout=15, what="answered by 1003")
         assert after.transfers == 1
+        await s.until(lambda: _in_bridge(s, f"call-{ch}", after.leg_id)
+                      and _in_bridge(s, f"call-{ch}", ch), what="caller and 1003 bridged")
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
 
@@ -223,3 +229,229 @@ async def test_a_cancelled_consultation_returns_the_caller_and_the_colleague(sql
         for c in (ch, nxt):
             s.sim.hangup(c)
             await s.call_state(c, "ended")
+
+
+async def test_an_unanswered_consultation_puts_the_colleague_not_ready(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        other = "1002" if call.agent_id == agent_id_for("1001") else "1001"
+        s.sim.register_endpoint(f"PJSIP/{other}", NeverAnswer())
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
+        assert r.status_code == 200, r.text
+        consult = r.json()["channel"]
+        # the general queue's ring timeout (15 simulated s) ends the consult leg
+        await s.until(lambda: consult not in s.sim.channel_ids(), what="consult leg gone")
+        colleague = await s.until(
+            lambda: (a := lx.app.repository.get(agent_id_for(other))).state
+            == AgentState.NOT_READY and a, what="colleague not ready")
+        assert colleague.reason == "ring_no_answer"
+        assert s.call(ch).state.value == "held"  # still with the first agent
+        # the agent takes the caller back although there is no leg left to cancel
+        r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
+        assert r.status_code == 200, r.text
+        back = await s.call_state(ch, "connected")
+        assert back.agent_id == call.agent_id
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+
+
+async def test_a_consulted_colleague_is_not_offered_another_caller(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        other = "1002" if call.agent_id == agent_id_for("1001") else "1001"
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
+        consult = r.json()["channel"]
+        await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
+        # the colleague's record changes while they talk with the agent: the
+        # ACD reloads it, and must still leave them out
+        lx.commands.handle(m.ChangeSkills(employee_no=other, skills={"billing": 2}))
+        nxt = s.sim.place_call(caller="2")
+        await s.call_state(nxt, "ivr")
+        await s.sim.press(nxt, "0")
+        await s.call_state(nxt, "queued")
+        await s.sim.sleep(5)
+        assert s.call(nxt).state.value == "queued" and s.call(nxt).agent_id is None
+        r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
+        assert r.status_code == 200, r.text
+        # free again: the waiting caller is theirs
+        taken = await s.call_state(nxt, "connected", timeout=15)
+        assert taken.agent_id == agent_id_for(other)
+        for c in (ch, nxt):
+            s.sim.hangup(c)
+            await s.call_state(c, "ended")
+
+
+async def test_consulting_a_colleague_who_is_not_ready_is_refused(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001") as (s, http, ch, call):
+        staff(lx, "1005")
+        lx.commands.handle(m.MakeNotReady(employee_no="1005", reason="meal"))
+        before = lx.app.max_position()
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": "1005"})
+        assert r.status_code == 409 and "not_ready" in r.json()["detail"]
+        assert lx.app.max_position() == before  # the caller was not even put on hold
+        assert not [c for c in s.sim.channel_ids() if c.startswith("agent-1005-")]
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+
+
+def _snoop_of(s, snoop_id):
+    return s.sim.core.channels[snoop_id]
+
+
+async def test_supervisor_whisper_reaches_the_agent_only_and_ends_with_the_phone(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001") as (s, http, ch, call):
+        start = lx.app.max_position()
+        r = await http.post(f"/telephony/calls/{call.id}/monitor",
+                            json={"supervisor_id": "sup-3", "mode": "whisper",
+                                  "endpoint": "PJSIP/9001"})
+        assert r.status_code == 200, r.text
+        snoop = r.json()["channel"]
+        await s.until(lambda: s.call(ch).monitors == {"sup-3": "whisper"}, what="whispering")
+        spied = _snoop_of(s, snoop)
+        # on the agent's leg: the supervisor hears both sides, and speaks into
+        # what the agent hears (out), never into what the caller hears
+        assert spied.snoop_target == call.leg_id
+        assert (spied.vars["SNOOP_SPY"], spied.vars["SNOOP_WHISPER"]) == ("both", "out")
+        phone = f"listen-{snoop}"
+        await s.until(lambda: _in_bridge(s, f"monitor-{snoop}", phone)
+                      and _in_bridge(s, f"monitor-{snoop}", snoop), what="supervisor phone bridged")
+        assert not _in_bridge(s, f"call-{ch}", phone)  # not in the conversation itself
+        # the supervisor puts the phone down: the whisper stops with it
+        s.sim.hangup(phone)
+        await s.until(lambda: s.call(ch).monitors == {}, what="whisper over")
+        await s.until(lambda: snoop not in s.sim.channel_ids()
+                      or not s.sim.core.channels[snoop].alive, what="snoop hung up")
+        await s.until(lambda: f"monitor-{snoop}" not in s.sim.core.bridges, what="bridge gone")
+        assert kinds(lx, start)[:2] == ["Call.MonitorStarted", "Call.MonitorStopped"]
+        assert s.call(ch).state.value == "connected"
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+
+
+async def test_supervisor_listens_from_a_phone_until_monitoring_stops(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001") as (s, http, ch, call):
+        r = await http.post(f"/telephony/calls/{call.id}/monitor",
+                            json={"supervisor_id": "sup-4", "mode": "listen",
+                                  "endpoint": "PJSIP/9001"})
+        assert r.status_code == 200, r.text
+        snoop = r.json()["channel"]
+        phone, bridge = f"listen-{snoop}", f"monitor-{snoop}"
+        await s.until(lambda: _in_bridge(s, bridge, phone), what="supervisor phone bridged")
+        assert (_snoop_of(s, snoop).vars["SNOOP_SPY"],
+                _snoop_of(s, snoop).vars["SNOOP_WHISPER"]) == ("both", "none")
+        assert s.call(ch).monitors == {"sup-4": "listen"}
+        r = await http.delete(f"/telephony/calls/{call.id}/monitor/sup-4")
+        assert r.status_code == 200
+        await s.until(lambda: s.call(ch).monitors == {}, what="stopped listening")
+        # nothing left open: the supervisor's phone is hung up, its bridge gone
+        await s.until(lambda: phone not in s.sim.channel_ids(), what="supervisor phone hung up")
+        await s.until(lambda: bridge not in s.sim.core.bridges, what="monitor bridge gone")
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+
+
+async def test_attended_transfer_by_the_agent_phone(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        first = call.agent_id
+        other = "1002" if first == agent_id_for("1001") else "1001"
+        start = lx.app.max_position()
+        leg = call.leg_id
+        s.sim.endpoint_hold(leg)  # the phone holds the caller (re-INVITE)
+        await s.call_state(ch, "held")
+        second, colleague = s.sim.phone_dial(leg, other)  # and calls the colleague itself
+        await s.until(lambda: colleague in s.sim.core.channels
+                      and s.sim.core.channels[colleague].bridge, what="colleague answered")
+        seat = s.sim.refer_attended(leg, second)  # REFER with Replaces
+        after = await s.until(lambda: s.call(ch).agent_id == agent_id_for(other)
+                              and s.call(ch).state.value == "connected" and s.call(ch),
+                              what="colleague took the call")
+        # the caller reaches the colleague through the Local channel Asterisk
+        # put in the agent's seat: that is the colleague's leg of the call
+        assert after.leg_id == seat
+        assert _in_bridge(s, f"call-{ch}", seat) and _in_bridge(s, f"call-{ch}", ch)
+        evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
+        assert names(evs) == ["Call.Held", "Call.Transferred", "Call.AgentAlerted",
+                              "Call.Answered"]
+        xfer = evs[1]
+        assert (xfer.kind, xfer.target_type, xfer.target) == ("attended", "agent", other)
+        # stamped when Asterisk reported the transfer
+        bat = next(e for e in s.sim.events if e["type"] == "BridgeAttendedTransfer")
+        assert xfer.occurred_at == evs[3].occurred_at == datetime.fromisoformat(bat["timestamp"])
+        assert lx.app.repository.get(first).state == AgentState.WRAP_UP
+        assert lx.app.repository.get(agent_id_for(other)).state == AgentState.ON_CALL
+        # one recording throughout, still running in the same bridge
+        assert [r["stopped_at"] for r in after.recordings.values()] == [None]
+        # the colleague hangs up first: the caller is asked for the survey
+        s.sim.hangup(colleague)
+        ended = await s.call_state(ch, "ended")
+        assert ended.hung_up_by == "agent"
+        await s.until(lambda: any("survey" in str(r) for r in s.sim.requests), what="survey")
+        assert lx.app.repository.get(agent_id_for(other)).state == AgentState.WRAP_UP
+        s.sim.hangup(ch)
+
+
+async def test_blind_transfer_to_an_agent_over_http(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        first = call.agent_id
+        other = "1002" if first == agent_id_for("1001") else "1001"
+        start = lx.app.max_position()
+        r = await http.post(f"/telephony/calls/{call.id}/transfer",
+                            json={"target_type": "agent", "target": other},
+                            headers={"Idempotency-Key": "ta-1"})
+        assert r.status_code == 200, r.text
+        assert (await http.post(f"/telephony/calls/{call.id}/transfer",
+                                json={"target_type": "agent", "target": other},
+                                headers={"Idempotency-Key": "ta-1"})).status_code == 200
+        after = await s.until(lambda: s.call(ch).agent_id == agent_id_for(other)
+                              and s.call(ch).state.value == "connected" and s.call(ch),
+                              timeout=15, what="answered by the colleague")
+        # the caller talks with the colleague, in the call's bridge
+        await s.until(lambda: _in_bridge(s, f"call-{ch}", after.leg_id)
+                      and _in_bridge(s, f"call-{ch}", ch), what="caller and colleague bridged")
+        assert call.leg_id not in s.sim.channel_ids()  # the first agent's leg is released
+        evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
+        assert names(evs)[:3] == ["Call.Transferred", "Call.AgentAlerted", "Call.Answered"]
+        assert (evs[0].kind, evs[0].target_type, evs[0].target) == ("blind", "agent", other)
+        assert after.transfers == 1
+        assert lx.app.repository.get(first).state == AgentState.WRAP_UP
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+
+
+async def test_blind_transfer_to_an_outside_number_over_http(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001") as (s, http, ch, call):
+        start = lx.app.max_position()
+        r = await http.post(f"/telephony/calls/{call.id}/transfer",
+                            json={"target_type": "external", "target": "057188886666"})
+        assert r.status_code == 200, r.text
+        ended = await s.call_state(ch, "ended")
+        assert ended.hung_up_by == "transfer"
+        evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
+        kinds_ = names(evs)
+        assert kinds_[:2] == ["Call.Transferred", "Call.Ended"]
+        assert (evs[0].kind, evs[0].target_type, evs[0].target) == (
+            "blind", "external", "057188886666")
+        assert evs[1].cause == "transferred to 057188886666"
+        # Asterisk's dialplan takes the caller on to the number; the agent is free
+        cont = _continued(s, ch)
+        assert cont == {"context": "transfer-target", "extension": "057188886666",
+                        "priority": "1"}
+        await s.until(lambda: ch in s.sim.core.channels and s.sim.core.channels[ch].app is None,
+                      what="caller left Stasis for the dialplan")
+        assert call.leg_id not in s.sim.channel_ids()
+        await s.until(lambda: f"call-{ch}" not in s.sim.core.bridges, what="bridge gone")
+        assert lx.app.repository.get(call.agent_id).state == AgentState.WRAP_UP
+        assert s.call(ch).state.value == "ended"  # nothing more recorded after it left
+        s.sim.hangup(ch)
+
+
+def _continued(s, ch):
+    found = [r[2] for r in s.sim.requests
+             if r[0] == "POST" and r[1].endswith(f"/channels/{ch}/continue")]
+    return found[0] if len(found) == 1 else found

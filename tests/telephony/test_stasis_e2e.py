@@ -219,10 +219,10 @@ async def test_overflow_moves_a_caller_no_skilled_agent_can_take(sqlite_lianxin)
     from telephony_adapter.stasis.config import load
 
     cfg = load()
-    quick = tuple(dataclasses.replace(q, overflow_after_s=30) if q.name == "repair" else q
-                  for q in cfg.queues)
+    # repair callers hear their own music; an overflow takes them to general's
+    quick = tuple(dataclasses.replace(q, overflow_after_s=30, moh_class="repair-line")
+                  if q.name == "repair" else q for q in cfg.queues)
     lx = sqlite_lianxin
-    staff(lx, "1002")  # no repair skill: general calls only
     start = lx.app.max_position()
     async with stack(lx, config=dataclasses.replace(cfg, queues=quick)) as s:
         s.sim.register_endpoint("PJSIP/1002", AnswerAfter(delay=1))
@@ -230,11 +230,19 @@ async def test_overflow_moves_a_caller_no_skilled_agent_can_take(sqlite_lianxin)
         await s.call_state(ch, "ivr")
         await s.sim.press(ch, "11")  # repair menu, then the repair queue
         await s.until(lambda: s.call(ch).queue == "repair", what="repair queue")
+        await s.until(lambda: s.sim.core.channels[ch].moh_class == "repair-line",
+                      what="repair music")
+        await s.until(lambda: s.call(ch).queue == "general", timeout=15, what="overflow")
+        await s.until(lambda: s.sim.core.channels[ch].moh_class == "default",
+                      what="general's music")
+        staff(lx, "1002")  # no repair skill: general calls only
         call = await s.call_state(ch, "connected", timeout=20)
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
     queued = [e for e in events_since(lx, start) if type(e).__qualname__ == "Call.Queued"]
     assert [e.queue for e in queued] == ["repair", "general"]
+    # the second Queued says it was the repair queue's overflow rule
+    assert [e.actor for e in queued] == [None, "acd-overflow:repair"]
     waited = (queued[1].occurred_at - queued[0].occurred_at).total_seconds()
     assert 30 <= waited < 40
     assert call.agent_id == agent_id_for("1002")
@@ -311,3 +319,162 @@ async def test_a_bridge_lost_while_disconnected_is_rebuilt_and_the_call_goes_on(
         assert s.call(ch).state.value == "connected"
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
+
+
+def _cause(lx, call) -> str:
+    return [e for e in events_since(lx, 0) if type(e).__qualname__ == "Call.Ended"
+            and e.originator_id == call.id][0].cause
+
+
+async def test_callers_left_by_a_stopped_adapter_are_queued_again_or_ended(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with stack(lx) as s:
+        waiting, choosing = s.sim.place_call(caller="1"), s.sim.place_call(caller="2")
+        await _to_agent(s, waiting)
+        queued = await s.call_state(waiting, "queued")
+        await s.call_state(choosing, "ivr")
+        await s.stop_adapter()
+        await s.sim.sleep(30)
+        # Asterisk keeps both in Stasis, in silence: nobody drives them
+        assert {waiting, choosing} <= set(s.sim.channel_ids())
+        staff(lx, "1001")
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=1))
+        await s.start_adapter()
+        # the waiting caller is back in their queue and reaches the agent ...
+        call = await s.call_state(waiting, "connected", timeout=15)
+        assert call.agent_id == agent_id_for("1001") and call.queue == "general"
+        assert call.queued_at == queued.queued_at  # their wait did not start again
+        # ... the one stuck in the IVR is hung up, with a cause that says why
+        ended = await s.call_state(choosing, "ended")
+        await s.until(lambda: choosing not in s.sim.channel_ids(), what="IVR caller hung up")
+        assert ended.hung_up_by == "system"
+        assert _cause(lx, ended) == ("lost: the telephony adapter restarted while the call"
+                                     " was in the IVR")
+        assert s.app.stats["adopted"] == 1
+        s.sim.hangup(waiting)
+        assert (await s.call_state(waiting, "ended")).hung_up_by == "caller"
+
+
+async def test_a_caller_ringing_an_agent_when_the_adapter_stopped_is_offered_again(sqlite_lianxin):
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    start = lx.app.max_position()
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=12))
+        ch = s.sim.place_call()
+        await _to_agent(s, ch)
+        await s.call_state(ch, "ringing")
+        await s.stop_adapter()  # the leg rings (or answers) with nobody following it
+        await s.start_adapter()
+        call = await s.call_state(ch, "connected", timeout=20)
+        s.sim.hangup(ch)
+        await s.call_state(ch, "ended")
+    evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
+    assert names(evs)[4:8] == ["Call.AgentAlerted", "Call.RingNoAnswer", "Call.AgentAlerted",
+                               "Call.Answered"]
+    assert evs[5].outcome == "canceled"  # not the agent's fault: back to ready, rung again
+    assert evs[4].leg_id != call.leg_id  # a fresh leg
+    assert call.agent_id == agent_id_for("1001")
+
+
+def _played(s, ch: str) -> list[str]:
+    return [r[2].get("media", "") for r in s.sim.requests
+            if r[0] == "POST" and r[1].endswith(f"/channels/{ch}/play")]
+
+
+async def test_self_service_reads_real_outage_notices_and_work_orders(sqlite_lianxin):
+    from datetime import timedelta, timezone
+
+    from commands import messages as m
+    from commands import work_order_messages as wm
+
+    lx = sqlite_lianxin
+    now = datetime.now(timezone.utc)
+    lx.commands.handle(wm.PublishOutage(reference="TD-77", kind="planned",
+                                        areas=["district:310104", "feeder:F12"],
+                                        start=now + timedelta(hours=1),
+                                        end=now + timedelta(hours=5), reason="line upgrade"))
+    opened = lx.commands.handle(m.OpenWorkOrder(type="complaint", summary="bill disputed",
+                                                command_id="wo-ivr"))
+    lx.commands.handle(m.DispatchWorkOrder(work_order_id=opened.aggregate_id,
+                                           department="billing"))
+    number = lx.app.repository.get(opened.aggregate_id).number
+    start = lx.app.max_position()
+    async with stack(lx) as s:  # the stack's desk is the real one, on this core
+        ch = s.sim.place_call()
+        await s.call_state(ch, "ivr")
+        await s.sim.press(ch, "22")  # self-service menu, outage information
+        await s.until(lambda: "sound:custom/enter-area-code" in _played(s, ch), what="area prompt")
+        await s.sim.press(ch, "310104")  # six digits: no # needed ...
+        await s.until(lambda: "sound:custom/outage-planned" in _played(s, ch), what="outage read")
+        heard = _played(s, ch)
+        answer = heard[heard.index("sound:custom/outages-in-area"):]
+        assert answer[:3] == ["sound:custom/outages-in-area", "digits:1",
+                              "sound:custom/outage-planned"]
+        # back in the self-service menu: 1 is the work-order status
+        await s.until(lambda: _played(s, ch)[-1] == "sound:custom/selfservice-menu",
+                      what="menu again")
+        await s.sim.press(ch, "1")
+        await s.until(lambda: _played(s, ch)[-1] == "sound:custom/enter-work-order-number",
+                      what="number prompt")
+        # ... and a full-length number followed by the # the prompt asks for:
+        # that # is not taken for a menu choice cutting the answer short
+        await s.sim.press(ch, number + "#", gap=0.1)
+        await s.until(lambda: "sound:custom/status-dispatched" in _played(s, ch),
+                      what="status read")
+        assert "sound:option-is-invalid" not in _played(s, ch)
+        # an area without a notice
+        await s.until(lambda: _played(s, ch)[-1] == "sound:custom/selfservice-menu",
+                      what="menu once more")
+        await s.sim.press(ch, "2")
+        await s.sim.press(ch, "999#")
+        await s.until(lambda: "sound:custom/no-outage-in-area" in _played(s, ch),
+                      what="no outage read")
+        s.sim.hangup(ch)
+        call = await s.call_state(ch, "ended", "abandoned")
+    used = [(e.service, e.reference, e.result) for e in events_since(lx, start)
+            if type(e).__qualname__ == "Call.SelfServiceUsed"]
+    assert used == [("outage_info", "310104", "1 outage(s): planned"),
+                    ("work_order_status", number, "dispatched"),
+                    ("outage_info", "999", "no_outage")]
+    assert call.state.value == "ended"  # served by self-service, not abandoned
+
+
+def _started(s, ch: str, since: datetime) -> list[tuple[datetime, str]]:
+    """(simulated time, media) of every prompt that started on the caller's channel."""
+    return [(datetime.fromisoformat(e["timestamp"]), e["playback"]["media_uri"])
+            for e in s.sim.events if e["type"] == "PlaybackStarted"
+            and e["playback"]["target_uri"] == f"channel:{ch}"
+            and datetime.fromisoformat(e["timestamp"]) >= since]
+
+
+async def test_position_announcements_repeat_and_count_the_callers_ahead(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with stack(lx) as s:  # nobody staffed: everyone waits
+        callers = []
+        for n in range(3):
+            ch = s.sim.place_call(caller=f"1380000000{n}")
+            await _to_agent(s, ch)
+            await s.call_state(ch, "queued")
+            callers.append(ch)
+        # general: first after 20 s in the queue, then every 40 s (the first
+        # caller's third one would come at 100 s)
+        await s.sim.sleep(20 + 40 + 15)
+        heard = {ch: _started(s, ch, s.call(ch).queued_at) for ch in callers}
+        mohs = {ch: len(_requests(s, "POST", f"/channels/{ch}/moh")) for ch in callers}
+        for ch in callers:
+            s.sim.hangup(ch)
+            await s.call_state(ch, "abandoned")
+    ahead = {callers[0]: ["sound:queue-youarenext"],
+             callers[1]: ["sound:queue-thereare", "digits:1", "sound:queue-callswaiting"],
+             callers[2]: ["sound:queue-thereare", "digits:2", "sound:queue-callswaiting"]}
+    for ch, words in ahead.items():
+        media = [m for _, m in heard[ch]]
+        assert media[:2 * len(words)] == words * 2, ch  # the same position, said twice
+        first, second = heard[ch][0][0], heard[ch][len(words)][0]
+        in_queue = (first - s.call(ch).queued_at).total_seconds()
+        # never early; a loaded machine may be a tick or two late
+        assert 20 <= in_queue < 26, ch
+        assert 40 <= (second - first).total_seconds() < 46, ch
+        # the music comes back after each announcement
+        assert mohs[ch] >= 3, ch
