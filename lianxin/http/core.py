@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from commands import messages as m
 from domain.errors import InvalidValue
+from lianxin.http import problems
 from lianxin.http.problems import problem_response
 from queries import agents as agent_queries
 from queries import calls as call_queries
@@ -157,7 +158,7 @@ def command_route(path: str, cmd: type[m.Command], *, summary: str, tag: str,
         doc = summary
     router.add_api_route(path, call, methods=["POST"], response_model=CommandOutcome,
                          summary=summary, tags=[tag], status_code=201 if creates else 200,
-                         description=doc)
+                         description=doc, responses=problems.COMMAND_PROBLEMS)
 
 
 CALL = {"call_id": UUID}

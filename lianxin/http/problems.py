@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commands.errors import ConcurrencyConflict
@@ -33,6 +34,52 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://lianxin.dev/problems/"
+
+class Problem(BaseModel):
+    """RFC 7807 problem document, with Lianxin's members."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(None, description="the request path")
+    code: str | None = Field(None, description="stable machine-readable code, e.g. invalid-value")
+    field: str | None = Field(None, description="the body field, header or parameter at fault")
+
+
+def _documented(status: int, what: str) -> dict[str, Any]:
+    return {"description": what,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+# The errors a command route can answer with, for its OpenAPI entry (422
+# replaces FastAPI's own validation schema, which is not what is sent).
+COMMAND_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: _documented(400, "malformed JSON, a bad header, or a domain rule without a better status"),
+    404: _documented(404, "the call, agent or work order named does not exist"),
+    409: _documented(409, "not allowed in the aggregate's current state, or If-Match is stale"),
+    413: _documented(413, "request body too large"),
+    422: _documented(422, "a field has a wrong type or a value the domain refuses (see `field`)"),
+}
+
+
+def document_problems(api: FastAPI) -> None:
+    """Adds the Problem schema to the OpenAPI components that the routes' error
+    responses refer to."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                Problem.model_json_schema())
+            api.openapi_schema = spec
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
 
 # Most specific first: ConcurrencyConflict is checked before its bases.
 STATUS: tuple[tuple[type[DomainError], int], ...] = (
@@ -110,6 +157,8 @@ UPLOAD_PREFIXES = ("/imports/",)
 
 
 def install(api: FastAPI) -> None:
+    document_problems(api)
+
     @api.middleware("http")
     async def _body_limit(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")

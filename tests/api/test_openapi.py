@@ -27,3 +27,21 @@ def test_every_command_message_has_a_documented_route(sqlite_client):
     # The body schema of a command names its fields.
     schema = spec["components"]["schemas"]["QueueCallBody"]
     assert "queue" in schema["required"] and "call_id" not in schema["properties"]
+
+
+def test_command_routes_document_their_problems(sqlite_client):
+    """A client generator learns that errors are problem+json, with the
+    members Lianxin sends, instead of FastAPI's default validation schema."""
+    spec = ok(sqlite_client.get("/openapi.json"))
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status"} <= set(problem["required"])
+    assert {"detail", "code", "field"} <= set(problem["properties"])
+    responses = spec["paths"]["/calls/{call_id}/queue"]["post"]["responses"]
+    for status in ("400", "404", "409", "413", "422"):
+        content = responses[status]["content"]
+        assert list(content) == ["application/problem+json"], status
+        assert content["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
+    # ...and what is documented is what is sent.
+    sent = sqlite_client.post("/calls/not-a-uuid/queue", json={"queue": "power"})
+    assert sent.status_code == 422 and sent.headers["content-type"] == "application/problem+json"
+    assert {"type", "title", "status"} <= set(sent.json())
