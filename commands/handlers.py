@@ -82,11 +82,16 @@ def offer_call(uow: UnitOfWork, cmd: m.OfferCall) -> Call:
     if existing is not None:
         # The external telephony id is the natural idempotency key of an offer.
         raise AlreadyApplied(existing.id)
-    caller_hash = (pseudonymise(cmd.caller_number, _ctx(uow).pseudonym_key)
-                   if cmd.caller_number else "")
+    key = _ctx(uow).pseudonym_key
+    caller_hash = pseudonymise(cmd.caller_number, key) if cmd.caller_number else ""
+    # An outbound call dials the customer: their number is pseudonymised like
+    # a caller's, so a callback can be matched with the customer's calls.
+    dialed_hash = (pseudonymise(cmd.dialed_number, key)
+                   if cmd.direction == "outbound" and isinstance(cmd.dialed_number, str)
+                   and cmd.dialed_number else "")
     call = Call.offer(external_id=cmd.external_id, dialed_number=cmd.dialed_number,
                       trunk=cmd.trunk, caller_hash=caller_hash, caller_number=cmd.caller_number,
-                      direction=cmd.direction, **_kw(uow, cmd))
+                      direction=cmd.direction, dialed_hash=dialed_hash, **_kw(uow, cmd))
     uow.add(call)
     return call
 
@@ -189,17 +194,27 @@ def transfer_call(uow: UnitOfWork, cmd: m.TransferCall) -> Call:
     return call
 
 
+def _party_agent(uow: UnitOfWork, party: str) -> UUID | None:
+    """The registered agent a conference party names (its employee number),
+    kept operational; the party's name itself is stored in ``pii``."""
+    if not isinstance(party, str) or not party:
+        return None
+    agent = uow.find(Agent, agent_id_for(party))
+    return agent.id if agent is not None else None
+
+
 @handles(m.AddConferenceParty)
 def add_conference_party(uow: UnitOfWork, cmd: m.AddConferenceParty) -> Call:
     call = _call(uow, cmd)
-    call.add_conference_party(cmd.party, **_kw(uow, cmd))
+    call.add_conference_party(cmd.party, agent_id=_party_agent(uow, cmd.party), **_kw(uow, cmd))
     return call
 
 
 @handles(m.RemoveConferenceParty)
 def remove_conference_party(uow: UnitOfWork, cmd: m.RemoveConferenceParty) -> Call:
     call = _call(uow, cmd)
-    call.remove_conference_party(cmd.party, **_kw(uow, cmd))
+    call.remove_conference_party(cmd.party, agent_id=_party_agent(uow, cmd.party),
+                                 **_kw(uow, cmd))
     return call
 
 
@@ -366,8 +381,9 @@ def open_work_order(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> WorkOrder:
     kw = _kw(uow, cmd)
     wo = WorkOrder.open(type=cmd.type, category=cmd.category, channel=cmd.channel,
                         summary=cmd.summary, call_id=cmd.call_id, customer_ref=customer_ref,
-                        customer=cmd.customer, location=cmd.location, priority=cmd.priority,
-                        key=cmd.command_id, **kw)
+                        customer=cmd.customer, location=cmd.location,
+                        location_refs=_work_order_hooks().refs_of(uow, cmd.location),
+                        priority=cmd.priority, key=cmd.command_id, **kw)
     uow.add(wo)
     _work_order_hooks().after_open(uow, wo, cmd)  # deadlines, policy version
     if call is not None:

@@ -33,7 +33,9 @@ from domain.work_order import (
     WorkOrder,
     WorkOrderStatus,
     fault_location_id,
+    fault_location_keys,
     location_keys,
+    location_refs,
     work_order_id_for,
 )
 
@@ -86,6 +88,12 @@ def _calendar_gaps(rules: WorkOrderRules, wo: WorkOrder, start: datetime,
     return gaps
 
 
+def refs_of(uow: UnitOfWork, location: dict[str, str] | None) -> dict[str, str]:
+    """Pseudonyms of a location's personal kinds (an address), keyed with the
+    installation's pseudonym key like ``caller_hash``."""
+    return location_refs(dict(location or {}), _ctx(uow).pseudonym_key)
+
+
 def _customer_ref(uow: UnitOfWork, cmd: m.OpenWorkOrder, call: Call | None) -> str:
     customer = cmd.customer or {}
     phone = customer.get("phone") if isinstance(customer, dict) else None
@@ -111,20 +119,26 @@ def intake(uow: UnitOfWork, cmd: m.OpenWorkOrder) -> IntakeResult | None:
                     _note_enquiry(uow, outage, key, cmd, when)
                     return IntakeResult("outage_information", outage=outage_view(outage))
     if cmd.type in policy.merge.types and isinstance(location, dict):
-        for key in location_keys(location, policy.merge.keys):
-            spot = uow.find(FaultLocation, fault_location_id(key))
-            if spot is None:
-                continue
-            if not (spot.opened_at <= when <= policy.merge.window.after(spot.opened_at,
-                                                                        rules.calendar)):
-                continue
-            target = uow.get(WorkOrder, spot.work_order_id, what="work order")
-            if target.has_applied(cmd.command_id):
-                raise AlreadyApplied(target.id)
-            if target.status not in LIVE:
-                continue
-            _merge_report(uow, target, cmd, when)
-            return IntakeResult("merged", id=target.id, number=target.number)
+        refs = refs_of(uow, location)
+        for key, v1_key in fault_location_keys(location, refs, policy.merge.keys):
+            # An address's place is keyed by its pseudonym; one recorded
+            # before pseudonyms (FaultLocation.Created v1) still has the id of
+            # its clear key and is looked up by it second.
+            for spot_id in (fault_location_id(key), *([fault_location_id(v1_key)]
+                                                      if v1_key else [])):
+                spot = uow.find(FaultLocation, spot_id)
+                if spot is None:
+                    continue
+                if not (spot.opened_at <= when <= policy.merge.window.after(spot.opened_at,
+                                                                            rules.calendar)):
+                    continue
+                target = uow.get(WorkOrder, spot.work_order_id, what="work order")
+                if target.has_applied(cmd.command_id):
+                    raise AlreadyApplied(target.id)
+                if target.status not in LIVE:
+                    continue
+                _merge_report(uow, target, cmd, when)
+                return IntakeResult("merged", id=target.id, number=target.number)
     return None
 
 
@@ -154,8 +168,8 @@ def _merge_report(uow: UnitOfWork, target: WorkOrder, cmd: m.OpenWorkOrder,
         link_id = f"report:{len(target.links) + 1}"
     target.link_caller(link_id, when, call_id=cmd.call_id,
                        customer_ref=_customer_ref(uow, cmd, call), location=cmd.location,
-                       summary=cmd.summary, customer=cmd.customer, command_id=cmd.command_id,
-                       actor=cmd.actor)
+                       location_refs=refs_of(uow, cmd.location), summary=cmd.summary,
+                       customer=cmd.customer, command_id=cmd.command_id, actor=cmd.actor)
     if call is not None and target.id not in call.work_orders:
         call.link_work_order(target.id, occurred_at=when, command_id=None, actor=cmd.actor)
 
@@ -167,7 +181,9 @@ def after_open(uow: UnitOfWork, wo: WorkOrder, cmd: m.OpenWorkOrder) -> None:
     _stamp(uow, wo, ("dispatch", "resolve"), wo.opened_at, "open", kw, always=True)
     policy = _rules(uow).policy
     if wo.type in policy.merge.types:
-        for key in location_keys(wo.location, policy.merge.keys):
+        # Only pseudonymous (and infrastructure) places are written: a place
+        # recorded under its clear address (v1) is read by intake, no more.
+        for key, _ in fault_location_keys(wo.location, wo.location_refs, policy.merge.keys):
             spot = uow.find(FaultLocation, fault_location_id(key))
             if spot is None:
                 uow.add(FaultLocation.start(key, wo.id, wo.opened_at, actor=cmd.actor))
@@ -350,8 +366,8 @@ def split_work_order(uow: UnitOfWork, cmd: wm.SplitWorkOrder) -> WorkOrder:
                          summary=pii.get("summary") or f"split from {target.number}",
                          occurred_at=link["at"], call_id=link["call_id"],
                          customer_ref=link["customer_ref"], customer=pii.get("customer"),
-                         location=link["location"], priority=target.priority, key=key,
-                         command_id=None, actor=kw["actor"])
+                         location=link["location"], location_refs=refs_of(uow, link["location"]),
+                         priority=target.priority, key=key, command_id=None, actor=kw["actor"])
     uow.add(new)
     new.note_split_from(target.id, cmd.link_id, occurred_at=kw["occurred_at"], command_id=None,
                         actor=kw["actor"])
@@ -378,6 +394,7 @@ def merge_work_order(uow: UnitOfWork, cmd: wm.MergeWorkOrder) -> WorkOrder:
     target.link_caller(f"order:{source.id}", kw["occurred_at"],
                        call_id=source.call_ids[0] if source.call_ids else None,
                        customer_ref=source.customer_ref, location=source.location,
+                       location_refs=refs_of(uow, source.location),
                        summary=f"merged work order {source.number}",
                        source_work_order_id=source.id, command_id=None, actor=kw["actor"])
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -38,11 +39,30 @@ def _check_skills(skills: dict[str, int]) -> dict[str, int]:
 
 
 class Agent(LianxinAggregate):
-    @event("Registered")
-    def __init__(self, *, employee_no: str, name: str, team: str, skills: dict[str, int],
-                 occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
+    class Registered(LianxinAggregate.Created):
+        """v2: the agent's name (an employee's personal data) is in
+        ``pii["name"]``; the employee number identifies the agent
+        everywhere else. v1 ``name`` moves to ``pii`` on read."""
+
+        class_version = 2
+        employee_no: str
+        team: str
+        skills: dict[str, int]
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["pii"] = {"name": state.pop("name", "")}
+
+    @event(Registered)
+    def __init__(self, *, employee_no: str, team: str, skills: dict[str, int],
+                 pii: dict[str, Any], occurred_at: datetime, command_id: str | None,
+                 actor: str | None) -> None:
         self.employee_no = employee_no
-        self.name = name
+        self.name: str = pii.get("name") or ""  # in memory only
         self.team = team
         self.skills = dict(skills)
         self.state = AgentState.LOGGED_OUT
@@ -61,9 +81,9 @@ class Agent(LianxinAggregate):
         require_text(employee_no, "employee_no")
         require_text(name, "name")
         require_aware(occurred_at)
-        return cls._create(cls.Registered, id=agent_id_for(employee_no), employee_no=employee_no, name=name,
-                   team=team or "", skills=_check_skills(skills), occurred_at=occurred_at,
-                   command_id=command_id, actor=actor)
+        return cls._create(cls.Registered, id=agent_id_for(employee_no), employee_no=employee_no,
+                   team=team or "", skills=_check_skills(skills), pii={"name": name},
+                   occurred_at=occurred_at, command_id=command_id, actor=actor)
 
     def _set_state(self, state: AgentState, occurred_at: datetime) -> None:
         self.state = state

@@ -52,12 +52,41 @@ def call_id_for(external_id: str) -> UUID:
 class Call(LianxinAggregate):
     """One conversation. See docs/events.md for the event catalogue."""
 
-    @event("Offered")
+    class Offered(LianxinAggregate.Created):
+        """v2: an outbound call's dialed number is the customer's: it is in
+        ``pii["dialed_number"]``, its pseudonym (as ``caller_hash``, so a
+        callback matches the customer's own calls) in ``dialed_hash``, and
+        ``dialed_number`` is empty. An inbound call's ``dialed_number`` is the
+        center's own number, as in v1 (``dialed_hash`` empty). v1 outbound
+        numbers move to ``pii`` on read, with no pseudonym (no key then)."""
+
+        class_version = 2
+        external_id: str
+        dialed_number: str
+        dialed_hash: str
+        trunk: str
+        direction: str
+        caller_hash: str
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["dialed_hash"] = ""
+            if state.get("direction") == "outbound":
+                state["pii"] = {**(state.get("pii") or {}),
+                                "dialed_number": state.get("dialed_number")}
+                state["dialed_number"] = ""
+
+    @event(Offered)
     def __init__(
         self,
         *,
         external_id: str,
         dialed_number: str,
+        dialed_hash: str,
         trunk: str,
         direction: str,
         caller_hash: str,
@@ -67,7 +96,9 @@ class Call(LianxinAggregate):
         actor: str | None,
     ) -> None:
         self.external_id = external_id
-        self.dialed_number = dialed_number
+        # The number as dialed, in memory only (from ``pii`` when outbound).
+        self.dialed_number = dialed_number or pii.get("dialed_number") or ""
+        self.dialed_hash = dialed_hash
         self.trunk = trunk
         self.direction = direction
         self.caller_hash = caller_hash
@@ -111,20 +142,27 @@ class Call(LianxinAggregate):
         caller_number: str | None,
         occurred_at: datetime,
         direction: str = "inbound",
+        dialed_hash: str = "",
         command_id: str | None = None,
         actor: str | None = None,
     ) -> Call:
+        """``dialed_hash``: the pseudonym of an outbound call's dialed
+        number, computed by the handler (which holds the key)."""
         require_text(external_id, "external_id")
         require_text(dialed_number, "dialed_number")
         require_aware(occurred_at)
         if direction not in ("inbound", "outbound"):
             raise InvalidValue("direction must be inbound or outbound", field="direction")
-        pii = {"caller_number": caller_number} if caller_number else {}
+        pii: dict[str, Any] = {"caller_number": caller_number} if caller_number else {}
+        outbound = direction == "outbound"
+        if outbound:
+            pii["dialed_number"] = dialed_number  # the customer's number
         return cls._create(
             cls.Offered,
             id=call_id_for(external_id),
             external_id=external_id,
-            dialed_number=dialed_number,
+            dialed_number="" if outbound else dialed_number,
+            dialed_hash=dialed_hash if outbound else "",
             trunk=require_text(trunk or "", "trunk", allow_empty=True),
             direction=direction,
             caller_hash=caller_hash,
@@ -357,14 +395,45 @@ class Call(LianxinAggregate):
             raise InvalidValue(f"target_type must be one of {sorted(TRANSFER_TARGETS)}",
                                field="target_type")
         self._must_be_talking("transfer")
-        self._transferred(kind=kind, target_type=target_type, target=require_text(target, "target"),
+        require_text(target, "target")
+        # An external target is a telephone number (a customer's, a
+        # partner's): personal data, in ``pii`` only.
+        external = target_type == "external"
+        self._transferred(kind=kind, target_type=target_type, target="" if external else target,
+                          pii={"target": target} if external else {},
                           from_leg_id=self.leg_id, from_agent_id=self.agent_id,
                           occurred_at=self._in_order(occurred_at), command_id=command_id,
                           actor=actor)
 
-    @event("Transferred")
-    def _transferred(self, kind: str, target_type: str, target: str, from_leg_id: str | None,
-                     from_agent_id: UUID | None, occurred_at: datetime, command_id: str | None,
+    class Transferred(LianxinAggregate.Event):
+        """v2: an ``external`` target (a telephone number) is in
+        ``pii["target"]`` and ``target`` is empty; a queue, agent or IVR
+        target stays in ``target``, as in v1. v1 external targets move to
+        ``pii`` on read."""
+
+        class_version = 2
+        kind: str
+        target_type: str
+        target: str
+        pii: dict[str, Any]
+        from_leg_id: str | None
+        from_agent_id: UUID | None
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            if state.get("target_type") == "external":
+                state["pii"] = {"target": state.get("target")}
+                state["target"] = ""
+            else:
+                state["pii"] = {}
+
+    @event(Transferred)
+    def _transferred(self, kind: str, target_type: str, target: str, pii: dict[str, Any],
+                     from_leg_id: str | None, from_agent_id: UUID | None,
+                     occurred_at: datetime, command_id: str | None,
                      actor: str | None) -> None:
         self.transfers += 1
         if self.held_since is not None:
@@ -384,32 +453,76 @@ class Call(LianxinAggregate):
         self._remember(command_id)
 
     def add_conference_party(self, party: str, occurred_at: datetime,
-                             command_id: str | None = None, actor: str | None = None) -> None:
+                             agent_id: UUID | None = None, command_id: str | None = None,
+                             actor: str | None = None) -> None:
+        """``party`` is how the party is named on the call: an employee
+        number, a channel, or an outside person's number or name, so it is
+        kept in ``pii``. ``agent_id``: the registered agent it names, if any
+        (operational)."""
         self._must_be_talking("add a conference party")
         require_text(party, "party")
         if party in self.conference:
             raise InvariantViolation(f"{party} is already in the conference")
-        self._conference_joined(party=party, occurred_at=self._in_order(occurred_at),
+        self._conference_joined(agent_id=agent_id, pii={"party": party},
+                                occurred_at=self._in_order(occurred_at),
                                 command_id=command_id, actor=actor)
 
-    @event("ConferencePartyJoined")
-    def _conference_joined(self, party: str, occurred_at: datetime, command_id: str | None,
+    class ConferencePartyJoined(LianxinAggregate.Event):
+        """v2: the party's name is in ``pii["party"]``; ``agent_id`` is the
+        registered agent it names (None for anyone else). v1 ``party`` moves
+        to ``pii`` on read, with no ``agent_id``."""
+
+        class_version = 2
+        agent_id: UUID | None
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["pii"] = {"party": state.pop("party", None)}
+            state["agent_id"] = None
+
+    @event(ConferencePartyJoined)
+    def _conference_joined(self, agent_id: UUID | None, pii: dict[str, Any],
+                           occurred_at: datetime, command_id: str | None,
                            actor: str | None) -> None:
-        self.conference.append(party)
+        if pii.get("party") is not None:  # absent once erased
+            self.conference.append(pii["party"])
         self.last_at = occurred_at
         self._remember(command_id)
 
     def remove_conference_party(self, party: str, occurred_at: datetime,
-                                command_id: str | None = None, actor: str | None = None) -> None:
+                                agent_id: UUID | None = None, command_id: str | None = None,
+                                actor: str | None = None) -> None:
         if party not in self.conference:
             raise InvariantViolation(f"{party} is not in the conference")
-        self._conference_left(party=party, occurred_at=self._in_order(occurred_at),
-                              command_id=command_id, actor=actor)
+        self._conference_left(agent_id=agent_id, pii={"party": party},
+                              occurred_at=self._in_order(occurred_at), command_id=command_id,
+                              actor=actor)
 
-    @event("ConferencePartyLeft")
-    def _conference_left(self, party: str, occurred_at: datetime, command_id: str | None,
+    class ConferencePartyLeft(LianxinAggregate.Event):
+        """v2: as ``ConferencePartyJoined`` v2."""
+
+        class_version = 2
+        agent_id: UUID | None
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["pii"] = {"party": state.pop("party", None)}
+            state["agent_id"] = None
+
+    @event(ConferencePartyLeft)
+    def _conference_left(self, agent_id: UUID | None, pii: dict[str, Any],
+                         occurred_at: datetime, command_id: str | None,
                          actor: str | None) -> None:
-        self.conference.remove(party)
+        if pii.get("party") in self.conference:
+            self.conference.remove(pii["party"])
         self.last_at = occurred_at
         self._remember(command_id)
 

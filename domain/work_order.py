@@ -14,7 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.base import LianxinAggregate, require_aware, require_text, stable_id
+from domain.base import LianxinAggregate, pseudonymise, require_aware, require_text, stable_id
 from domain.errors import InvalidValue, InvariantViolation
 
 
@@ -50,19 +50,105 @@ def work_order_number(work_order_id: UUID, opened_at: datetime) -> str:
     return f"{opened_at:%Y%m%d}{work_order_id.int % 100_000_000:08d}"
 
 
+# Location kinds that name a piece of the grid or a district (a transformer,
+# a feeder, an area code): operational, matched and counted in the clear.
+# Every other kind, an address above all, says where a customer is: personal
+# data, stored in ``pii`` and matched on a keyed pseudonym (``location_refs``).
+# Adding a kind here is a data-protection decision: review it as one.
+INFRASTRUCTURE_KINDS = frozenset({"transformer", "feeder", "area"})
+
+
+def normalise_place(value: str) -> str:
+    """Case and spacing do not make another place: "8  Pine Rd" = "8 pine rd"."""
+    return " ".join(value.lower().split())
+
+
+def split_location(location: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(infrastructure kinds, personal kinds) of a location."""
+    operational = {k: v for k, v in location.items() if k in INFRASTRUCTURE_KINDS}
+    personal = {k: v for k, v in location.items() if k not in INFRASTRUCTURE_KINDS}
+    return operational, personal
+
+
+def location_refs(location: dict[str, str], pseudonym_key: str) -> dict[str, str]:
+    """Keyed pseudonyms of the personal kinds of a location: per kind, the
+    HMAC of its normalised ``kind:value`` (see ``domain.base.pseudonymise``),
+    so that two reports of one address match without the address being
+    stored outside ``pii``."""
+    refs = {}
+    for kind, value in location.items():
+        if kind in INFRASTRUCTURE_KINDS or not isinstance(value, str):
+            continue
+        if normalise_place(value):
+            refs[kind] = pseudonymise(f"{kind}:{normalise_place(value)}", pseudonym_key)
+    return refs
+
+
+def _check_refs(location: dict[str, str], refs: dict[str, str] | None) -> dict[str, str]:
+    refs = dict(refs or {})
+    for kind, ref in refs.items():
+        if kind in INFRASTRUCTURE_KINDS or kind not in location or not isinstance(ref, str):
+            raise InvalidValue(f"location_refs.{kind} must be the pseudonym of a personal "
+                               "kind of the location", field="location_refs")
+    return refs
+
+
+def _upcast_location_v1(state: dict[str, Any]) -> None:
+    """v1 -> v2 of an event that kept the whole location operational: the
+    personal kinds move to ``pii["location"]``. Their pseudonyms were never
+    recorded and cannot be computed here (no key): ``location_refs`` is
+    empty. The clear text stays in the stored v1 bytes (see docs/architecture.md)."""
+    operational, personal = split_location(dict(state.get("location") or {}))
+    state["location"] = operational
+    state["location_refs"] = {}
+    if personal:
+        state["pii"] = {**(state.get("pii") or {}), "location": personal}
+
+
 class WorkOrder(LianxinAggregate):
-    @event("Opened")
+    class Opened(LianxinAggregate.Created):
+        """v2: ``location`` holds the infrastructure kinds only
+        (``INFRASTRUCTURE_KINDS``: transformer, feeder, area); every other
+        kind (an address) is in ``pii["location"]`` and its keyed pseudonym
+        in ``location_refs`` (kind -> HMAC of the normalised "kind:value"),
+        which duplicate reports are matched on. v1 events kept the whole
+        location in ``location``; on read its personal kinds move to ``pii``
+        (with no pseudonym: none was recorded)."""
+
+        class_version = 2
+        number: str
+        type: str
+        category: str
+        channel: str
+        call_id: UUID | None
+        customer_ref: str
+        location: dict[str, str]
+        location_refs: dict[str, str]
+        priority: str
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _upcast_location_v1(state)
+
+    @event(Opened)
     def __init__(self, *, number: str, type: str, category: str, channel: str,
                  call_id: UUID | None, customer_ref: str, location: dict[str, str],
-                 priority: str, pii: dict[str, Any], occurred_at: datetime,
-                 command_id: str | None, actor: str | None) -> None:
+                 location_refs: dict[str, str], priority: str, pii: dict[str, Any],
+                 occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
         self.number = number
         self.type = type
         self.category = category
         self.channel = channel
         self.call_ids: list[UUID] = [call_id] if call_id else []
         self.customer_ref = customer_ref
-        self.location = dict(location)
+        # The whole location, in memory only (handlers need it to split and
+        # merge). Snapshots are not enabled: one would store it outside pii.
+        self.location = {**location, **(pii.get("location") or {})}
+        self.location_refs = dict(location_refs)
         self.priority = priority
         self.status = WorkOrderStatus.OPEN
         self.opened_at = occurred_at
@@ -84,9 +170,13 @@ class WorkOrder(LianxinAggregate):
              occurred_at: datetime, call_id: UUID | None = None, customer_ref: str = "",
              customer: dict[str, Any] | None = None, location: dict[str, str] | None = None,
              priority: str = "normal", key: str | None = None, command_id: str | None = None,
-             actor: str | None = None) -> WorkOrder:
+             actor: str | None = None,
+             location_refs: dict[str, str] | None = None) -> WorkOrder:
         """``key`` (idempotency key, or the originating call id + a sequence)
-        makes the id deterministic so a retried open creates nothing new."""
+        makes the id deterministic so a retried open creates nothing new.
+        ``location_refs``: the pseudonyms of the location's personal kinds
+        (``location_refs(location, key)``), computed by the handler, which
+        holds the installation's key."""
         try:
             WorkOrderType(type)
         except ValueError:
@@ -104,14 +194,18 @@ class WorkOrder(LianxinAggregate):
             raise InvalidValue("location must map names to strings", field="location")
         from uuid import uuid4
 
+        refs = _check_refs(location, location_refs)
         wo_id = work_order_id_for(key) if key else uuid4()
-        # Free text and the customer's identity are personal data: they live in
-        # ``pii`` only (see domain.base).
-        pii = {"summary": summary, **({"customer": dict(customer)} if customer else {})}
+        # Free text, the customer's identity and where they are (an address)
+        # are personal data: they live in ``pii`` only (see domain.base).
+        operational, personal = split_location(location)
+        pii = {"summary": summary, **({"customer": dict(customer)} if customer else {}),
+               **({"location": personal} if personal else {})}
         return cls._create(cls.Opened, id=wo_id, number=work_order_number(wo_id, occurred_at), type=type,
                    category=category or "", channel=channel, call_id=call_id,
-                   customer_ref=customer_ref or "", location=location, priority=priority,
-                   pii=pii, occurred_at=occurred_at, command_id=command_id, actor=actor)
+                   customer_ref=customer_ref or "", location=operational, location_refs=refs,
+                   priority=priority, pii=pii, occurred_at=occurred_at, command_id=command_id,
+                   actor=actor)
 
     @property
     def is_open(self) -> bool:
@@ -475,26 +569,56 @@ class WorkOrder(LianxinAggregate):
                     customer_ref: str = "", location: dict[str, str] | None = None,
                     summary: str = "", customer: dict[str, Any] | None = None,
                     source_work_order_id: UUID | None = None, command_id: str | None = None,
-                    actor: str | None = None) -> None:
-        """Another caller reported the same fault: linked, not dispatched again."""
+                    actor: str | None = None,
+                    location_refs: dict[str, str] | None = None) -> None:
+        """Another caller reported the same fault: linked, not dispatched again.
+        The location is stored as in ``open`` (personal kinds in ``pii``)."""
         if not self.is_open or self.status == WorkOrderStatus.RESOLVED:
             raise InvariantViolation(f"cannot merge into a work order that is {self.status.value}")
         if link_id in self.links:
             raise InvariantViolation(f"{link_id} is already linked")
-        pii = {"summary": summary, **({"customer": dict(customer)} if customer else {})}
+        location = dict(location or {})
+        refs = _check_refs(location, location_refs)
+        operational, personal = split_location(location)
+        pii = {"summary": summary, **({"customer": dict(customer)} if customer else {}),
+               **({"location": personal} if personal else {})}
         self._caller_linked(link_id=require_text(link_id, "link_id"), call_id=call_id,
-                            customer_ref=customer_ref, location=dict(location or {}),
+                            customer_ref=customer_ref, location=operational, location_refs=refs,
                             source_work_order_id=source_work_order_id, pii=pii,
                             occurred_at=require_aware(occurred_at), command_id=command_id,
                             actor=actor)
 
-    @event("CallerLinked")
+    class CallerLinked(LianxinAggregate.Event):
+        """A duplicate report linked to this order. v2 stores the location as
+        ``Opened`` v2 does: infrastructure kinds in ``location``, the others
+        in ``pii["location"]`` with their pseudonyms in ``location_refs``; v1
+        events are moved likewise on read (no pseudonyms)."""
+
+        class_version = 2
+        link_id: str
+        call_id: UUID | None
+        customer_ref: str
+        location: dict[str, str]
+        location_refs: dict[str, str]
+        source_work_order_id: UUID | None
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _upcast_location_v1(state)
+
+    @event(CallerLinked)
     def _caller_linked(self, link_id: str, call_id: UUID | None, customer_ref: str,
-                       location: dict[str, str], source_work_order_id: UUID | None,
-                       pii: dict[str, Any], occurred_at: datetime, command_id: str | None,
+                       location: dict[str, str], location_refs: dict[str, str],
+                       source_work_order_id: UUID | None, pii: dict[str, Any],
+                       occurred_at: datetime, command_id: str | None,
                        actor: str | None) -> None:
         self.links[link_id] = {"call_id": call_id, "customer_ref": customer_ref,
-                               "location": dict(location), "at": occurred_at,
+                               "location": {**location, **(pii.get("location") or {})},
+                               "location_refs": dict(location_refs), "at": occurred_at,
                                "source_work_order_id": source_work_order_id, "split_to": None,
                                "pii": pii}
         if call_id and call_id not in self.call_ids:
@@ -791,12 +915,35 @@ def _partner(partner: str) -> str:
 
 
 def location_keys(location: dict[str, str], kinds: tuple[str, ...]) -> list[str]:
-    """Normalised "kind:value" keys a duplicate or an outage is matched on."""
+    """Normalised "kind:value" keys an outage is matched on (outage areas are
+    published notices, matched in the clear and never stored from here)."""
     keys = []
     for kind in kinds:
-        value = (location.get(kind) or "").strip()
+        value = normalise_place(location.get(kind) or "")
         if value:
-            keys.append(f"{kind}:{' '.join(value.lower().split())}")
+            keys.append(f"{kind}:{value}")
+    return keys
+
+
+def fault_location_keys(location: dict[str, str], refs: dict[str, str],
+                        kinds: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """Per merge kind of the location: the key of its ``FaultLocation`` and,
+    for a personal kind, the v1 key it had before pseudonyms (or None).
+
+    An infrastructure kind keeps its clear key ("feeder:f12"), as in v1. A
+    personal kind (an address) is keyed "kind#<pseudonym>" (``refs``), so
+    neither the key nor the id derived from it holds the address; its v1
+    key ("address:8 pine rd") is only computed, to find a FaultLocation
+    recorded before pseudonyms (see ``FaultLocation``), never stored."""
+    keys: list[tuple[str, str | None]] = []
+    for kind in kinds:
+        raw = location.get(kind)
+        value = normalise_place(raw) if isinstance(raw, str) else ""
+        if kind in INFRASTRUCTURE_KINDS:
+            if value:
+                keys.append((f"{kind}:{value}", None))
+        elif refs.get(kind):
+            keys.append((f"{kind}#{refs[kind]}", f"{kind}:{value}" if value else None))
     return keys
 
 
@@ -804,11 +951,46 @@ class FaultLocation(LianxinAggregate):
     """The latest fault order for one place (a transformer, a feeder, an
     address). Handlers read it in the same unit of work as the new report, so
     two simultaneous reports of one fault cannot both be dispatched: the
-    second conflicts, is retried, and merges."""
+    second conflicts, is retried, and merges.
 
-    @event("Created")
+    Its id is ``fault_location_id(key)``. For an address the key is the
+    pseudonym "address#<HMAC>" (``fault_location_keys``). Places recorded
+    before that (Created v1) have the id of their clear key: they still load
+    (the key moves to ``pii`` on read) and handlers still look them up by
+    the clear key of a new report, but never write to them again: the next
+    order at that address starts a pseudonymous FaultLocation, which is
+    looked up first."""
+
+    class Created(LianxinAggregate.Created):
+        """v2: ``key`` is "kind:value" for an infrastructure kind and
+        "kind#<pseudonym>" for a personal one (an address). v1 keys were all
+        "kind:value": a v1 key of a personal kind moves to ``pii["key"]`` on
+        read and ``key`` becomes "kind#" (its pseudonym was never recorded);
+        that place keeps the id derived from its clear key."""
+
+        class_version = 2
+        key: str
+        work_order_id: UUID
+        opened_at: datetime
+        pii: dict[str, Any]
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            key = state.get("key") or ""
+            kind, sep, _ = key.partition(":")
+            if sep and kind not in INFRASTRUCTURE_KINDS:
+                state["key"] = f"{kind}#"
+                state["pii"] = {"key": key}
+            else:
+                state["pii"] = {}
+
+    @event(Created)
     def __init__(self, *, key: str, work_order_id: UUID, opened_at: datetime,
-                 occurred_at: datetime, command_id: str | None, actor: str | None) -> None:
+                 pii: dict[str, Any], occurred_at: datetime, command_id: str | None,
+                 actor: str | None) -> None:
         self.key = key
         self.work_order_id = work_order_id
         self.opened_at = opened_at
@@ -817,8 +999,13 @@ class FaultLocation(LianxinAggregate):
     @classmethod
     def start(cls, key: str, work_order_id: UUID, opened_at: datetime,
               actor: str | None = None) -> FaultLocation:
+        """``key`` from ``fault_location_keys``: never a clear address."""
+        kind, sep, _ = key.partition(":")
+        if sep and kind not in INFRASTRUCTURE_KINDS:
+            raise InvalidValue(f"a {kind} is personal data: key its place by its pseudonym",
+                               field="key")
         return cls._create(cls.Created, id=fault_location_id(key), key=key,
-                           work_order_id=work_order_id, opened_at=opened_at,
+                           work_order_id=work_order_id, opened_at=opened_at, pii={},
                            occurred_at=opened_at, command_id=None, actor=actor)
 
     def note_order(self, work_order_id: UUID, opened_at: datetime,

@@ -80,7 +80,7 @@ class AgentBoardProjection:
                 "INSERT INTO agent_board (agent_id, employee_no, name, team, skills, state,"
                 " reason, since, call_id, endpoint, version, position)"
                 " VALUES (?,?,?,?,?,'logged_out',NULL,?,NULL,NULL,?,?)",
-                (agent_id, event.employee_no, event.name, event.team,
+                (agent_id, event.employee_no, (event.pii or {}).get("name") or "", event.team,
                  json.dumps(event.skills, sort_keys=True), iso(event.occurred_at), version,
                  position))
             return

@@ -2,8 +2,13 @@
 
 ``call_timeline``: every event of a conversation in aggregate order, with its
 offset in seconds from the call's first ``occurred_at``, the event type, the
-actor and its operational fields. ``pii`` is never copied here: the read
-model must not become a second home of personal data.
+actor and its operational fields. ``pii`` is not copied here, with one
+exception: values the timeline always showed and that later event versions
+moved into ``pii`` (an outbound call's dialed number, an external
+transfer's number, a conference party's name: ``SHOWN_FROM_PII``) are still
+shown under their old names. The read
+model is rebuilt from the events, so once such a value is erased from the
+events a rebuild removes it here too.
 
 ``calls``: each call's current state (the read side of GET /calls/{id}).
 """
@@ -48,9 +53,22 @@ def plain(value: Any) -> Any:
     return value
 
 
+# Per event type, the ``pii`` keys shown as fields of the same name (they were
+# operational fields before: Offered v1 ``dialed_number`` of an outbound
+# call, Transferred v1 ``target`` of an external transfer,
+# ConferencePartyJoined and -Left v1 ``party``).
+SHOWN_FROM_PII = {"Offered": ("dialed_number",), "Transferred": ("target",),
+                  "ConferencePartyJoined": ("party",), "ConferencePartyLeft": ("party",)}
+
+
 def key_fields(event: Any) -> dict[str, Any]:
-    return {k: plain(v) for k, v in sorted(vars(event).items())
-            if k not in COMMON and not k.startswith("_")}
+    fields = {k: plain(v) for k, v in sorted(vars(event).items())
+              if k not in COMMON and not k.startswith("_")}
+    pii = getattr(event, "pii", None) or {}
+    for key in SHOWN_FROM_PII.get(type(event).__qualname__.split(".", 1)[-1], ()):
+        if pii.get(key) is not None:
+            fields[key] = plain(pii[key])
+    return fields
 
 
 class CallTimelineProjection:
@@ -90,7 +108,8 @@ class CallTimelineProjection:
             db.execute(
                 "INSERT INTO calls (call_id, external_id, direction, dialed_number, trunk, state,"
                 " offered_at, last_at, version, position) VALUES (?,?,?,?,?,'offered',?,?,?,?)",
-                (call_id, event.external_id, event.direction, event.dialed_number, event.trunk,
+                (call_id, event.external_id, event.direction,
+                 event.dialed_number or (event.pii or {}).get("dialed_number") or "", event.trunk,
                  iso(when), iso(when), event.originator_version, position))
         else:
             row = db.execute("SELECT offered_at FROM calls WHERE call_id=?", (call_id,)).fetchone()

@@ -5,7 +5,10 @@ callback worklist, the outage board and shift handovers.
 and "overdue" are not stored, they depend on the moment you ask
 (``queries.work_orders`` compares the deadlines with ``now``). Personal data
 (``pii``) is never copied here: a referral's reply is listed by partner,
-reference and time, not by its text.
+reference and time, not by its text. The one exception is an order's
+location, shown as it always was: its address has moved to ``pii`` in the
+events (``Opened`` v2) and is read back from there; the read model is
+rebuilt from the events, so an erased address leaves it on the next rebuild.
 """
 
 from __future__ import annotations
@@ -90,12 +93,19 @@ def _set(db: sqlite3.Connection, event: Any, position: int, **values: Any) -> No
                (*values.values(), position, str(event.originator_id)))
 
 
+def _location(e: Any) -> dict[str, str]:
+    """The whole location an order was opened with: the infrastructure
+    kinds from ``location``, the personal ones (an address) from ``pii``."""
+    pii = getattr(e, "pii", None) or {}
+    return {**e.location, **(pii.get("location") or {})}
+
+
 def _opened(db: sqlite3.Connection, e: Any, pos: int) -> None:
     db.execute("INSERT OR REPLACE INTO wo_orders (work_order_id, number, type, category,"
                " priority, channel, status, opened_at, opened_by, location, position)"
                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                (str(e.originator_id), e.number, e.type, e.category, e.priority, e.channel,
-                "open", iso(e.occurred_at), e.actor, json.dumps(e.location), pos))
+                "open", iso(e.occurred_at), e.actor, json.dumps(_location(e)), pos))
 
 
 def _deadlines(db: sqlite3.Connection, e: Any, pos: int) -> None:

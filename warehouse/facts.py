@@ -111,7 +111,8 @@ INSERT INTO fact_agent_state SELECT * FROM t_agent_new;
 
 DIM_AGENT = """
 INSERT INTO dim_agent
-SELECT aggregate_id, payload->>'employee_no', payload->>'name', payload->>'team',
+-- name: NULL since Agent.Registered v2 keeps it in pii, which never reaches the warehouse
+SELECT aggregate_id, payload->>'employee_no', NULL::VARCHAR, payload->>'team',
        coalesce(json_keys(payload->'skills'), []), occurred_at
 FROM batch WHERE aggregate_type = 'Agent' AND event_type = 'Registered';
 UPDATE dim_agent d SET skills = coalesce(json_keys(s.payload->'skills'), [])

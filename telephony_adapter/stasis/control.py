@@ -135,7 +135,7 @@ class CallControl:
                                                     command_id=self._cid(plan, "transfer", key))]
             if target_type == "external":
                 cmds.append(m.EndCall(call_id=view.call_id, hung_up_by="transfer",
-                                      cause=f"transferred to {target}", occurred_at=now,
+                                      cause="transferred out", occurred_at=now,
                                       command_id=plan.next_id("end")))
             await self._run(*cmds)
             self._release_leg(view, old_leg)

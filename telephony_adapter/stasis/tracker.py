@@ -548,7 +548,7 @@ class CallTracker:
         if target_type == "external":
             # the caller leaves the center: our part of the call ends here
             out.commands.append(m.EndCall(call_id=view.call_id, hung_up_by="transfer",
-                                          cause=f"transferred to {destination}",
+                                          cause="transferred out",  # the number is in Transferred.pii
                                           **self._kw(ev, "end", transferer)))
             view.state = "ended"
             out.signals.append(Signal("call_ended", view.external_id, view.caller_channel,

@@ -135,3 +135,11 @@ def test_log_out_and_skills():
     assert a.state == AgentState.LOGGED_OUT and a.endpoint is None
     with pytest.raises(InvariantViolation):
         a.log_out(at(11))
+
+
+def test_the_agents_name_is_personal_data():
+    a = agent()
+    (registered,) = a.collect_events()
+    assert registered.schema_version == 2 and registered.pii == {"name": "Li Na"}
+    assert "Li Na" not in repr({k: v for k, v in vars(registered).items() if k != "pii"})
+    assert a.name == "Li Na"

@@ -331,3 +331,41 @@ def test_a_call_cannot_go_back_in_time_beyond_the_clock_skew_allowed():
         call.end("caller", "normal", datetime(1, 1, 1, tzinfo=timezone.utc))
     call.enqueue("power", at(101))
     assert call.state == CallState.QUEUED
+
+
+def test_a_conference_party_is_named_in_pii_only():
+    call, _ = connected()
+    agent = uuid4()
+    call.add_conference_party("13600001111", at(20))
+    call.add_conference_party("1002", at(21), agent_id=agent)
+    call.remove_conference_party("13600001111", at(30))
+    assert call.conference == ["1002"]
+    joined, other, left = call.collect_events()[-3:]
+    assert joined.schema_version == 2 and joined.pii == {"party": "13600001111"}
+    assert joined.agent_id is None and other.agent_id == agent
+    assert left.pii == {"party": "13600001111"} and not hasattr(left, "party")
+
+
+def test_an_external_transfer_number_is_kept_in_pii():
+    call, _ = connected()
+    call.transfer("blind", "external", "057188886666", at(40))
+    transferred = call.collect_events()[-1]
+    assert transferred.schema_version == 2 and transferred.target == ""
+    assert transferred.pii == {"target": "057188886666"}
+    queued, _ = connected()
+    queued.transfer("blind", "queue", "billing", at(40))
+    assert queued.collect_events()[-1].target == "billing" and queued.queue == "billing"
+
+
+def test_an_outbound_calls_dialed_number_is_the_customers_and_kept_in_pii():
+    call = Call.offer(external_id="o", dialed_number="13800002222", trunk="", caller_hash="",
+                      caller_number=None, direction="outbound", dialed_hash="h-1",
+                      occurred_at=at(0))
+    (offered,) = call.collect_events()
+    assert offered.schema_version == 2 and offered.dialed_number == ""
+    assert offered.pii == {"dialed_number": "13800002222"} and offered.dialed_hash == "h-1"
+    assert call.dialed_number == "13800002222"
+    inbound = Call.offer(external_id="i", dialed_number="95598", trunk="", caller_hash="",
+                         caller_number=None, dialed_hash="ignored", occurred_at=at(0))
+    (offered,) = inbound.collect_events()
+    assert (offered.dialed_number, offered.dialed_hash, offered.pii) == ("95598", "", {})

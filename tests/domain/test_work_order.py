@@ -115,3 +115,45 @@ def test_calls_link_once():
     wo.link_call(c, at(1))
     with pytest.raises(InvariantViolation):
         wo.link_call(c, at(2))
+
+
+def test_an_address_is_personal_data_and_the_grid_is_not():
+    from domain.work_order import location_refs
+
+    refs = location_refs({"feeder": "F12", "address": "8 Pine Rd"}, "key-1")
+    wo = opened(location={"feeder": "F12", "address": "8 Pine Rd"}, location_refs=refs)
+    (event,) = wo.collect_events()
+    assert event.schema_version == 2
+    assert event.location == {"feeder": "F12"}
+    assert event.pii["location"] == {"address": "8 Pine Rd"}
+    assert set(event.location_refs) == {"address"}
+    non_pii = {k: v for k, v in event.__dict__.items() if k != "pii"}
+    assert "pine" not in repr(non_pii).lower()
+    # The aggregate (in memory, never stored) still knows the whole location.
+    assert wo.location == {"feeder": "F12", "address": "8 Pine Rd"}
+    with pytest.raises(InvalidValue, match="location_refs"):
+        opened(location={"feeder": "F12"}, location_refs={"feeder": "x"})
+
+
+def test_address_pseudonyms_are_keyed_and_normalised():
+    from domain.work_order import fault_location_keys, location_refs
+
+    one = location_refs({"address": "8 Pine Rd", "feeder": "F1"}, "key-1")
+    assert list(one) == ["address"] and "pine" not in one["address"]
+    assert one == location_refs({"address": "  8 PINE   rd "}, "key-1")
+    assert one != location_refs({"address": "8 Pine Rd"}, "key-2")  # per installation
+    keys = fault_location_keys({"address": "8 Pine Rd", "transformer": " T-88 "}, one,
+                               ("transformer", "feeder", "address"))
+    assert keys == [("transformer:t-88", None),
+                    (f"address#{one['address']}", "address:8 pine rd")]
+
+
+def test_a_fault_location_is_never_keyed_by_a_clear_address():
+    from domain.work_order import FaultLocation, fault_location_id
+
+    with pytest.raises(InvalidValue, match="pseudonym"):
+        FaultLocation.start("address:8 pine rd", uuid4(), at(0))
+    spot = FaultLocation.start("address#0123abcd", uuid4(), at(0))
+    assert spot.id == fault_location_id("address#0123abcd")
+    (created,) = spot.collect_events()
+    assert created.schema_version == 2 and created.pii == {}

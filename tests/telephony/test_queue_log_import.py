@@ -103,7 +103,8 @@ def test_a_day_of_queue_log_becomes_calls_and_agent_states_and_imports_once(lian
     out = call(lianxin, "1795134300.21")  # TRANSFER to an extension: out of the queues' sight
     assert (out.state, out.hung_up_by, out.transfers) == (CallState.ENDED, "transfer", 1)
     (xfer,) = of(events(lianxin, out.id), "Transferred")
-    assert (xfer.kind, xfer.target_type, xfer.target) == ("blind", "external", "8001@from-internal")
+    assert (xfer.kind, xfer.target_type, xfer.target) == ("blind", "external", "")
+    assert xfer.pii == {"target": "8001@from-internal"}  # a number: personal data
 
     to_queue = call(lianxin, "1795134600.23")  # BLINDTRANSFER then ENTERQUEUE billing
     (xfer,) = of(events(lianxin, to_queue.id), "Transferred")
@@ -114,7 +115,7 @@ def test_a_day_of_queue_log_becomes_calls_and_agent_states_and_imports_once(lian
 
     attended = call(lianxin, "1795135200.26")
     (xfer,) = of(events(lianxin, attended.id), "Transferred")
-    assert xfer.kind == "attended" and xfer.target.startswith("BRIDGE:5c0b7c5e")
+    assert xfer.kind == "attended" and xfer.pii["target"].startswith("BRIDGE:5c0b7c5e")
     assert attended.hung_up_by == "transfer"
 
     hung_up_ringing = call(lianxin, "1795135500.28")

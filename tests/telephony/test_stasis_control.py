@@ -435,9 +435,9 @@ async def test_blind_transfer_to_an_outside_number_over_http(sqlite_lianxin):
         evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
         kinds_ = names(evs)
         assert kinds_[:2] == ["Call.Transferred", "Call.Ended"]
-        assert (evs[0].kind, evs[0].target_type, evs[0].target) == (
-            "blind", "external", "057188886666")
-        assert evs[1].cause == "transferred to 057188886666"
+        assert (evs[0].kind, evs[0].target_type, evs[0].target) == ("blind", "external", "")
+        assert evs[0].pii == {"target": "057188886666"}  # a number: personal data
+        assert evs[1].cause == "transferred out"
         # Asterisk's dialplan takes the caller on to the number; the agent is free
         cont = _continued(s, ch)
         assert cont == {"context": "transfer-target", "extension": "057188886666",

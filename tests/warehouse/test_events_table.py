@@ -56,7 +56,7 @@ def test_every_event_is_kept_upcast_and_without_pii(sqlite_lianxin):
     assert payloads[str(old)]["colour"] == "unknown"
     assert payloads[str(new)]["colour"] == "red"
     assert payloads[str(alien)]["size"] == 3
-    assert [r[4] for r in rows] == [1, 2, 2, 1]
+    assert [r[4] for r in rows] == [2, 2, 2, 1]  # Call.Offered is at v2
     assert [(r[1], r[2]) for r in rows] == [("Call", "Offered"), ("Gadget", "Made"),
                                             ("Gadget", "Made"), ("Thing", "Happened")]
     offered = json.loads(rows[0][3])
