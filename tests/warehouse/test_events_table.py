@@ -97,3 +97,33 @@ def test_survey_scores_are_read_on_their_scale(sqlite_lianxin):
     scales = con.execute("SELECT survey_scale FROM fact_call ORDER BY external_id").fetchall()
     con.close()
     assert scales == [(5,), (10,)]
+
+
+def test_only_states_older_than_their_class_are_decoded_in_python(sqlite_lianxin):
+    """A state already at its class's version goes to DuckDB untouched (no
+    Python decode); an older one is upcast, as the mapper would."""
+    from types import SimpleNamespace
+
+    from warehouse.decode import to_arrow
+
+    mapper = sqlite_lianxin.app.mapper
+    decoded: list[bytes] = []
+
+    class Counting:
+        def decode(self, raw: bytes):  # noqa: ANN201
+            decoded.append(raw)
+            return mapper.transcoder.decode(raw)
+
+        def encode(self, obj):  # noqa: ANN001, ANN201
+            return mapper.transcoder.encode(obj)
+
+    topic = get_topic(Gadget.Made)
+    old = _state()
+    current = mapper.transcoder.encode({**json.loads(_state(colour="red")), "class_version": 2})
+    rows = [SimpleNamespace(id=i + 1, originator_id=uuid4(), originator_version=1, topic=topic,
+                            state=s) for i, s in enumerate([old, current])]
+    table = to_arrow(rows, SimpleNamespace(transcoder=Counting(), cipher=None, compressor=None))
+    states = [json.loads(s) for s in table.column("state").to_pylist()]
+    assert decoded == [old]
+    assert states[0]["colour"] == "unknown" and states[0]["class_version"] == 2
+    assert table.column("state").to_pylist()[1] == current.decode()
