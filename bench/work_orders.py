@@ -13,7 +13,9 @@ Measured (all through ``lianxin.wiring.build()`` and ``handle_many``):
 * first tick: the timer visits every order once (nothing due yet);
 * idle tick: nothing due, every order's next moment known: the cost a
   ``lianxin serve`` loop pays every 15 s with that many open orders;
-* catch-up tick: six missed urgings (two escalations) per order fired at once.
+* catch-up tick: half an hour without a tick, so every order has missed
+  urging moments (and an escalation level): they fire as one merged urging
+  per deadline (recording how many moments were missed) and one escalation.
 """
 
 from __future__ import annotations
