@@ -13,6 +13,6 @@ class RecordAccess(Command):
 
     subject_kind: str  # call | agent | work_order | center
     subject_id: str
-    resource_kind: str  # timeline | recording | state | export
+    resource_kind: str  # timeline | recording | state | export | accesses
     resource: str = ""
     reason: str

@@ -1,9 +1,10 @@
-"""Who read a conversation's recording or timeline, when, and why.
+"""Who read a conversation's recording or timeline, a past state, when, and why.
 
 Regulators ask who listened to a customer's call, so every read of a
-recording or a replay timeline is itself an event, in the same hash-chained
-log as the call. One AccessLog per subject (a call), so "who read this call"
-is one aggregate to load. The reader's stated reason is free text and may
+recording, a replay timeline or a past state (of a call, an agent, a work
+order, the center's wallboard) is itself an event, in the same hash-chained
+log as the call. One AccessLog per subject (a call, an agent, a work order,
+the center), so "who read this call" is one aggregate to load. The reader's stated reason is free text and may
 name the customer: it lives in ``pii`` only (see domain.base).
 """
 
@@ -19,8 +20,9 @@ from domain.base import LianxinAggregate, require_aware, require_text, stable_id
 from domain.errors import InvalidValue
 
 SUBJECT_KINDS = {"call", "agent", "work_order", "center"}
-# What can be read: the replay timeline, one recording, a past state.
-RESOURCE_KINDS = {"timeline", "recording", "state", "export"}
+# What can be read: the replay timeline, one recording, a past state, an
+# export, and the list of accesses itself (its reasons may name the customer).
+RESOURCE_KINDS = {"timeline", "recording", "state", "export", "accesses"}
 
 
 def access_log_id_for(subject_kind: str, subject_id: str) -> UUID:

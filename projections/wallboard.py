@@ -8,7 +8,8 @@ Definitions (each is a choice; see the reference on how vendors differ):
   ring-no-answer keeps it waiting in the same queue and is not a new offer.
 * **Waiting now**: calls that entered a queue and have not been answered,
   abandoned or taken out of it. A caller whose agent's phone is ringing is
-  still waiting.
+  still waiting. The board lists them (``waiting_calls``: call id, queue,
+  waiting since), oldest first.
 * **Longest wait**: the wallboard's instant minus ``queued_at`` of the oldest
   waiting call of the queue.
 * **Answered**: an agent answered while the call waited in the queue; its
@@ -21,6 +22,9 @@ Definitions (each is a choice; see the reference on how vendors differ):
   ``occurred_at``: offered counts on the day the call entered the queue,
   answered/abandoned on the day that happened. So offered != answered +
   abandoned + exited while calls wait, and around midnight.
+* **Agents**: each agent's state, with its not-ready reason and since when
+  (the source time of the event that put it there), listed by employee
+  number (``agents.list``) and counted by state and by team.
 * **Service level** = answered within T / (answered + abandoned), where
   "within T" is a wait of at most T whole seconds (default 20 s,
   ``LIANXIN_SL_THRESHOLD_S``; any T may be asked for at query time because
@@ -38,13 +42,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
 from domain.agent import AgentState
-from projections.agent_board import agent_transition
+from projections.agent_board import KEEP, agent_transition
 from projections.runner import drop_tables
 from projections.timefmt import iso, parse
 
@@ -61,6 +65,18 @@ class Slot:
     queued_at: datetime
 
 
+@dataclass(frozen=True)
+class AgentRow:
+    """An agent as the wallboard shows it."""
+
+    agent_id: str
+    employee_no: str
+    team: str
+    state: str
+    reason: str | None
+    since: datetime
+
+
 class WallboardStore(Protocol):
     def waiting_slot(self, call_id: str) -> Slot | None: ...
 
@@ -70,13 +86,16 @@ class WallboardStore(Protocol):
 
     def count(self, queue: str, day: str, kind: str, bucket: int) -> None: ...
 
-    def set_agent(self, agent_id: str, team: str | None, state: str) -> None: ...
+    def register_agent(self, row: AgentRow) -> None: ...
+
+    def set_agent(self, agent_id: str, state: str, reason: str | None, since: datetime
+                  ) -> None: ...
 
     def waiting(self) -> Iterable[Slot]: ...
 
     def counts(self, day: str) -> Iterable[tuple[str, str, int, int]]: ...
 
-    def agents(self) -> Iterable[tuple[str, str]]: ...
+    def agents(self) -> Iterable[AgentRow]: ...
 
 
 def local_day(when: datetime, tz: tzinfo) -> str:
@@ -95,9 +114,16 @@ def fold(store: WallboardStore, event: Any, tz: tzinfo) -> None:
     kind = type(event).__qualname__
     if kind.startswith("Agent."):
         change = agent_transition(event)
-        if change is not None and change.state is not None:
-            team = event.team if kind == "Agent.Registered" else None
-            store.set_agent(str(event.originator_id), team, change.state)
+        if change is None or change.state is None:
+            return
+        # Every state-changing transition names its reason (None included).
+        reason = None if change.reason is KEEP else change.reason
+        if kind == "Agent.Registered":
+            store.register_agent(AgentRow(str(event.originator_id), event.employee_no,
+                                          event.team or "", change.state, reason,
+                                          event.occurred_at))
+        else:
+            store.set_agent(str(event.originator_id), change.state, reason, event.occurred_at)
         return
     if not kind.startswith("Call."):
         return
@@ -174,12 +200,6 @@ def render(store: WallboardStore, *, at: datetime, tz: tzinfo,
             row["longest_wait_s"] = round(max(0.0, (at - oldest[key]).total_seconds()), 3)
         row["service_level"] = _service_level(row["answered_within_threshold"],
                                                row["answered"], row["abandoned"])
-    by_state = {s.value: 0 for s in AgentState}
-    by_team: dict[str, dict[str, int]] = {}
-    for team, state in store.agents():
-        by_state[state] = by_state.get(state, 0) + 1
-        team_row = by_team.setdefault(team, {s.value: 0 for s in AgentState})
-        team_row[state] = team_row.get(state, 0) + 1
     return {
         "at": iso(at),
         "day": day,
@@ -187,9 +207,31 @@ def render(store: WallboardStore, *, at: datetime, tz: tzinfo,
         "service_level_threshold_s": threshold_s,
         "queues": [queues[q] for q in sorted(queues)],
         "totals": totals,
-        "agents": {"by_state": by_state,
-                   "by_team": {t: by_team[t] for t in sorted(by_team)}},
+        "waiting_calls": _waiting_calls(store.waiting(), at),
+        "agents": _agents(store.agents()),
     }
+
+
+def _waiting_calls(slots: Iterable[Slot], at: datetime) -> list[dict[str, Any]]:
+    """Who is waiting, oldest first (ties by call id: the stores keep no order)."""
+    return [{"call_id": s.call_id, "queue": s.queue, "since": iso(s.queued_at),
+             "wait_s": round(max(0.0, (at - s.queued_at).total_seconds()), 3)}
+            for s in sorted(slots, key=lambda s: (s.queued_at, s.call_id))]
+
+
+def _agents(rows: Iterable[AgentRow]) -> dict[str, Any]:
+    by_state = {s.value: 0 for s in AgentState}
+    by_team: dict[str, dict[str, int]] = {}
+    listed = []
+    for row in sorted(rows, key=lambda r: (r.employee_no, r.agent_id)):
+        by_state[row.state] = by_state.get(row.state, 0) + 1
+        team_row = by_team.setdefault(row.team, {s.value: 0 for s in AgentState})
+        team_row[row.state] = team_row.get(row.state, 0) + 1
+        listed.append({"employee_no": row.employee_no, "agent_id": row.agent_id,
+                       "team": row.team, "state": row.state, "reason": row.reason,
+                       "since": iso(row.since)})
+    return {"by_state": by_state, "by_team": {t: by_team[t] for t in sorted(by_team)},
+            "list": listed}
 
 
 # -- stores ------------------------------------------------------------------
@@ -199,7 +241,7 @@ class MemoryWallboardStore:
     def __init__(self) -> None:
         self.slots: dict[str, Slot] = {}
         self.tally: Counter[tuple[str, str, str, int]] = Counter()
-        self.agent_states: dict[str, tuple[str, str]] = {}
+        self.agent_states: dict[str, AgentRow] = {}
 
     def waiting_slot(self, call_id: str) -> Slot | None:
         return self.slots.get(call_id)
@@ -213,9 +255,14 @@ class MemoryWallboardStore:
     def count(self, queue: str, day: str, kind: str, bucket: int) -> None:
         self.tally[(queue, day, kind, bucket)] += 1
 
-    def set_agent(self, agent_id: str, team: str | None, state: str) -> None:
-        old_team = self.agent_states.get(agent_id, ("", ""))[0]
-        self.agent_states[agent_id] = (team if team is not None else old_team, state)
+    def register_agent(self, row: AgentRow) -> None:
+        self.agent_states[row.agent_id] = row
+
+    def set_agent(self, agent_id: str, state: str, reason: str | None, since: datetime
+                  ) -> None:
+        row = self.agent_states.get(agent_id)
+        if row is not None:  # like the SQLite store: an unregistered agent is not shown
+            self.agent_states[agent_id] = replace(row, state=state, reason=reason, since=since)
 
     def waiting(self) -> Iterable[Slot]:
         return list(self.slots.values())
@@ -223,7 +270,7 @@ class MemoryWallboardStore:
     def counts(self, day: str) -> Iterable[tuple[str, str, int, int]]:
         return [(q, k, b, n) for (q, d, k, b), n in self.tally.items() if d == day]
 
-    def agents(self) -> Iterable[tuple[str, str]]:
+    def agents(self) -> Iterable[AgentRow]:
         return list(self.agent_states.values())
 
 
@@ -242,7 +289,8 @@ class SqliteWallboardStore:
                    " bucket INTEGER NOT NULL, n INTEGER NOT NULL,"
                    " PRIMARY KEY (day, queue, kind, bucket))")
         db.execute("CREATE TABLE IF NOT EXISTS wallboard_agents ("
-                   " agent_id TEXT PRIMARY KEY, team TEXT NOT NULL, state TEXT NOT NULL)")
+                   " agent_id TEXT PRIMARY KEY, employee_no TEXT NOT NULL, team TEXT NOT NULL,"
+                   " state TEXT NOT NULL, reason TEXT, since TEXT NOT NULL)")
 
     def waiting_slot(self, call_id: str) -> Slot | None:
         row = self.db.execute("SELECT queue, queued_at FROM wallboard_waiting WHERE call_id=?",
@@ -261,14 +309,15 @@ class SqliteWallboardStore:
                         " ON CONFLICT (day, queue, kind, bucket) DO UPDATE SET n = n + 1",
                         (queue, day, kind, bucket))
 
-    def set_agent(self, agent_id: str, team: str | None, state: str) -> None:
-        if team is None:
-            self.db.execute("UPDATE wallboard_agents SET state=? WHERE agent_id=?",
-                            (state, agent_id))
-        else:
-            self.db.execute("INSERT INTO wallboard_agents VALUES (?,?,?) ON CONFLICT (agent_id)"
-                            " DO UPDATE SET team=excluded.team, state=excluded.state",
-                            (agent_id, team, state))
+    def register_agent(self, row: AgentRow) -> None:
+        self.db.execute("INSERT OR REPLACE INTO wallboard_agents VALUES (?,?,?,?,?,?)",
+                        (row.agent_id, row.employee_no, row.team, row.state, row.reason,
+                         iso(row.since)))
+
+    def set_agent(self, agent_id: str, state: str, reason: str | None, since: datetime
+                  ) -> None:
+        self.db.execute("UPDATE wallboard_agents SET state=?, reason=?, since=? WHERE agent_id=?",
+                        (state, reason, iso(since), agent_id))
 
     def waiting(self) -> Iterable[Slot]:
         rows = self.db.execute("SELECT call_id, queue, queued_at FROM wallboard_waiting")
@@ -279,13 +328,18 @@ class SqliteWallboardStore:
                                (day,))
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
-    def agents(self) -> Iterable[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.db.execute("SELECT team, state FROM wallboard_agents")]
+    def agents(self) -> Iterable[AgentRow]:
+        rows = self.db.execute("SELECT agent_id, employee_no, team, state, reason, since"
+                               " FROM wallboard_agents")
+        return [AgentRow(r[0], r[1], r[2], r[3], r[4], parse(r[5])) for r in rows]  # type: ignore[arg-type]
 
 
 class WallboardProjection:
     name = "wallboard"
-    version = 1
+    # 3: agents' employee number, reason and since (a file built with 1 is
+    # rebuilt from the log). Not 2: tests/projections/test_versions.py uses 2
+    # as "a version other than the current one".
+    version = 3
     tables = ("wallboard_waiting", "wallboard_counts", "wallboard_agents")
 
     def __init__(self, timezone: str = "Asia/Shanghai") -> None:

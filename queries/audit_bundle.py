@@ -21,7 +21,10 @@ chain from ``start.chain_hash`` and checks each exported record's chain hash,
 the end hash, the counts and the file digests. Given a head hash published
 earlier for ``end.position`` (``--head``), a match proves the exported
 records are exactly those in the chain that produced that head: a full or a
-partial export verifies the same way.
+partial export verifies the same way. Anchors (``--anchor POS:HASH``) are
+checked the same way at any position of the range, since the chain is
+recomputed at every position. The lines and links must each be in position
+order, as written: the file is the export, not a set of records to sort.
 """
 
 from __future__ import annotations
@@ -168,11 +171,23 @@ def _uuid(text: str, field: str) -> UUID:
         raise InvalidValue(f"{text!r} is not a valid id", field=field) from None
 
 
+def _up_to(selection: Selection, stop: int | None) -> Selection:
+    """The selected records at or before ``stop``: a bundle that ends at an
+    anchor's position exports what was selected up to it."""
+    if stop is None or selection.positions is None:
+        return selection
+    kept = [p for p in selection.positions if p <= stop]
+    if not kept:
+        raise NotFound(f"nothing to export for {selection.kind} {selection.value} up to "
+                       f"position {stop}")
+    return dataclasses.replace(selection, positions=kept)
+
+
 def export(lianxin: Any, output: Path | str, *, start: int | None = None,
            stop: int | None = None, selection: Selection | None = None) -> dict[str, Any]:
     """Write a bundle of positions ``start..stop`` (default: from the first
     selected record, or 1, to the head), exporting the selected records."""
-    selection = selection or Selection("all")
+    selection = _up_to(selection or Selection("all"), stop)
     src = chain_source(lianxin)
     try:
         ev_max, ch_max = src.bounds()
@@ -277,74 +292,48 @@ class BundleCheck:
     end: int = 0
     end_hash: str = ""
     first_bad_position: int | None = None
+    anchors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def verify_bundle(path: Path | str, head: str | None = None) -> BundleCheck:
-    """Check a bundle with nothing but the file (no database, no network)."""
-    problems: list[str] = []
-    try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        return BundleCheck(False, [f"not a readable bundle: {exc}"])
-    with zf:
-        try:
-            manifest = json.loads(zf.read("manifest.json"))
-            files = {name: zf.read(name) for name in manifest["files"]}
-        except (KeyError, ValueError) as exc:
-            return BundleCheck(False, [f"manifest or file missing or unreadable: {exc}"])
-    if manifest.get("format") != FORMAT:
-        problems.append(f"unknown format {manifest.get('format')!r}")
-    for name, digest in manifest["files"].items():
-        if hashlib.sha256(files[name]).hexdigest() != digest:
-            problems.append(f"{name}: its sha256 does not match the manifest")
-    items: list[tuple[int, bytes, dict[str, Any] | None]] = []
-    for n, raw in enumerate(files.get("events.jsonl", b"").decode("utf-8").splitlines(), 1):
-        try:
-            line = json.loads(raw)
-            state = (line["payload"].encode("utf-8") if "payload" in line
-                     else base64.b64decode(line["payload_base64"]))
-            rec = (int(line["position"]), line["aggregate_id"], int(line["version"]),
-                   line["topic"], state)
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"events.jsonl line {n}: unreadable ({exc})")
-            continue
-        if line.get("occurred_at", "") != occurred_at_text(state).decode():
-            problems.append(f"events.jsonl line {n} (position {rec[0]}): occurred_at does not "
-                            "match the payload")
-        items.append((rec[0], leaf_of(canonical(*rec)), line))
-    links = files.get("links.bin", b"")
-    if len(links) % LINK.size:
-        problems.append("links.bin: truncated")
-    for i in range(0, len(links) - len(links) % LINK.size, LINK.size):
-        pos, leaf = LINK.unpack_from(links, i)
-        items.append((pos, leaf, None))
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``POS:HASH`` (a position and the 64-hex chain hash published for it)."""
+    pos, sep, digest = str(text).strip().partition(":")
+    digest = digest.strip().lower()
+    if not sep or not pos.strip().isdigit() or int(pos) < 1 or len(digest) != 64 \
+            or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidValue(f"{text!r} is not POSITION:HASH (a position >= 1 and 64 hex digits)",
+                           field="anchor")
+    return int(pos), digest
+
+
+def verify_bundle(path: Path | str, head: str | None = None,
+                  anchors: Iterable[tuple[int, str]] = ()) -> BundleCheck:
+    """Check a bundle with nothing but the file (no database, no network).
+
+    ``head``: the chain hash published for the bundle's end position.
+    ``anchors``: (position, chain hash) pairs published earlier, each for a
+    position of the bundle's range: the chain is recomputed at every position
+    anyway, so an anchor anywhere in the range is checked where it lies."""
+    opened = _open_bundle(path)
+    if isinstance(opened, BundleCheck):
+        return opened
+    manifest, files = opened
+    problems = _file_problems(manifest, files)
+    items = _event_items(files.get("events.jsonl", b""), problems)
+    items += _link_items(files.get("links.bin", b""), problems)
+    # Exported lines and links were each written in position order; merge them.
     items.sort(key=lambda t: t[0])
-    start = manifest["start"]
-    end = manifest["end"]
+    start, end = manifest["start"], manifest["end"]
     try:
         h = bytes.fromhex(start["chain_hash"]) if start["position"] else GENESIS
     except ValueError:
         return BundleCheck(False, problems + ["start.chain_hash is not hex"])
-    previous = start["position"]
-    first_bad = None
-    for pos, leaf, line in items:
-        if pos <= previous:
-            problems.append(f"position {pos} appears twice or out of order")
-            first_bad = first_bad or pos
-            break
-        if pos > end["position"]:
-            problems.append(f"position {pos} lies after the bundle's end {end['position']}")
-            first_bad = first_bad or pos
-            break
-        h = link(h, leaf)
-        previous = pos
-        if line is not None and line.get("chain_hash") != h.hex() and first_bad is None:
-            first_bad = pos
-            problems.append(f"position {pos}: the record does not match its chain hash "
-                            "(altered, or records before it were removed, added or reordered)")
+    wanted = {pos: digest.strip().lower() for pos, digest in anchors}
+    seen: dict[int, str] = {start["position"]: h.hex()}
+    h, first_bad = _walk(items, h, start["position"], end["position"], problems, seen, wanted)
     records = sum(1 for _, _, line in items if line is not None)
     n_links = len(items) - records
     counts = manifest.get("counts", {})
@@ -357,9 +346,144 @@ def verify_bundle(path: Path | str, head: str | None = None) -> BundleCheck:
     if head is not None and h.hex() != head.strip().lower():
         problems.append(f"the recomputed chain at position {end['position']} is {h.hex()}, "
                         f"not the published head {head}")
+    anchor_results = _check_anchors(wanted, seen, start["position"], end["position"], problems)
     defined = json.loads(files.get("event-types.json", b"{}") or b"{}")
     missing = sorted({line["topic"] for _, _, line in items if line is not None} - set(defined))
     if missing:
         problems.append(f"event types without a definition: {', '.join(missing)}")
     return BundleCheck(not problems, problems, records, n_links, start["position"],
-                       end["position"], h.hex(), first_bad)
+                       end["position"], h.hex(), first_bad, anchor_results)
+
+
+def _open_bundle(path: Path | str) -> tuple[dict[str, Any], dict[str, bytes]] | BundleCheck:
+    """(manifest, files), or a failed check saying why the bundle cannot be read."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return BundleCheck(False, [f"not a readable bundle: {exc}"])
+    with zf:
+        try:
+            manifest = json.loads(zf.read("manifest.json"))
+            files = {name: zf.read(name) for name in manifest["files"]}
+        except (KeyError, ValueError, TypeError) as exc:
+            return BundleCheck(False, [f"manifest or file missing or unreadable: {exc}"])
+    missing = _manifest_gaps(manifest)
+    if missing:
+        return BundleCheck(False, [f"manifest.json lacks {', '.join(missing)}: not a "
+                                   f"{FORMAT} manifest"])
+    return manifest, files
+
+
+def _manifest_gaps(manifest: Any) -> list[str]:
+    """The fields the check cannot do without, where they are missing or mistyped."""
+    gaps = []
+    for end in ("start", "end"):
+        value = manifest.get(end) if isinstance(manifest, dict) else None
+        if not isinstance(value, dict) or not isinstance(value.get("position"), int) \
+                or isinstance(value.get("position"), bool) \
+                or not isinstance(value.get("chain_hash"), str):
+            gaps.append(f"{end}.position/{end}.chain_hash")
+    return gaps
+
+
+def _file_problems(manifest: dict[str, Any], files: dict[str, bytes]) -> list[str]:
+    problems = []
+    if manifest.get("format") != FORMAT:
+        problems.append(f"unknown format {manifest.get('format')!r}")
+    for name, digest in manifest["files"].items():
+        if hashlib.sha256(files[name]).hexdigest() != digest:
+            problems.append(f"{name}: its sha256 does not match the manifest")
+    return problems
+
+
+Item = tuple[int, bytes, "dict[str, Any] | None"]  # position, leaf, exported line (None: a link)
+
+
+def _event_items(data: bytes, problems: list[str]) -> list[Item]:
+    """The exported records' leaves, rebuilt from their lines. Lines must be
+    in position order, as exported: a reordered file is not the export."""
+    items: list[Item] = []
+    previous = 0
+    for n, raw in enumerate(data.decode("utf-8").splitlines(), 1):
+        try:
+            line = json.loads(raw)
+            state = (line["payload"].encode("utf-8") if "payload" in line
+                     else base64.b64decode(line["payload_base64"]))
+            rec = (int(line["position"]), line["aggregate_id"], int(line["version"]),
+                   line["topic"], state)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"events.jsonl line {n}: unreadable ({exc})")
+            continue
+        if rec[0] <= previous:
+            problems.append(f"events.jsonl line {n}: position {rec[0]} is not after the "
+                            f"previous line's {previous}: lines are out of order")
+        previous = max(previous, rec[0])
+        if line.get("occurred_at", "") != occurred_at_text(state).decode():
+            problems.append(f"events.jsonl line {n} (position {rec[0]}): occurred_at does not "
+                            "match the payload")
+        items.append((rec[0], leaf_of(canonical(*rec)), line))
+    return items
+
+
+def _link_items(links: bytes, problems: list[str]) -> list[Item]:
+    if len(links) % LINK.size:
+        problems.append("links.bin: truncated")
+    items: list[Item] = []
+    previous = 0
+    for i in range(0, len(links) - len(links) % LINK.size, LINK.size):
+        pos, leaf = LINK.unpack_from(links, i)
+        if pos <= previous:
+            problems.append(f"links.bin entry {i // LINK.size + 1}: position {pos} is not after "
+                            f"the previous entry's {previous}: entries are out of order")
+        previous = max(previous, pos)
+        items.append((pos, leaf, None))
+    return items
+
+
+def _walk(items: list[Item], h: bytes, previous: int, end: int, problems: list[str],
+          seen: dict[int, str], wanted: dict[int, str]) -> tuple[bytes, int | None]:
+    """Recompute the chain over the merged items; check each exported record's
+    chain hash, note the chain at every anchored position. Returns the head
+    and the first bad position."""
+    first_bad = None
+    for pos, leaf, line in items:
+        if pos <= previous:
+            problems.append(f"position {pos} appears twice or out of order")
+            first_bad = first_bad or pos
+            break
+        if pos > end:
+            problems.append(f"position {pos} lies after the bundle's end {end}")
+            first_bad = first_bad or pos
+            break
+        h = link(h, leaf)
+        previous = pos
+        if pos in wanted:
+            seen[pos] = h.hex()
+        if line is not None and line.get("chain_hash") != h.hex() and first_bad is None:
+            first_bad = pos
+            problems.append(f"position {pos}: the record does not match its chain hash "
+                            "(altered, or records before it were removed, added or reordered)")
+    return h, first_bad
+
+
+def _check_anchors(wanted: dict[int, str], seen: dict[int, str], start: int, end: int,
+                   problems: list[str]) -> list[dict[str, Any]]:
+    """Each anchor against the chain recomputed at its position. An anchor
+    outside the bundle's range cannot be checked by it, and says so."""
+    out = []
+    for pos in sorted(wanted):
+        want = wanted[pos]
+        if not start <= pos <= end:
+            ok, detail = False, (f"position {pos} is outside the bundle's range "
+                                 f"{start + 1}..{end}: this bundle cannot check it")
+        elif pos not in seen:
+            ok, detail = False, f"the bundle holds no record at position {pos}"
+        elif seen[pos] != want:
+            ok, detail = False, (f"the recomputed chain at position {pos} is {seen[pos]}, not "
+                                 f"the anchored {want}")
+        else:
+            ok, detail = True, f"the chain at position {pos} matches the anchor"
+        if not ok:
+            problems.append(f"anchor {pos}: {detail}")
+        out.append({"position": pos, "chain_hash": want, "ok": ok, "detail": detail})
+    return out

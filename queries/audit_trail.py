@@ -1,10 +1,14 @@
 """Verifying the hash chain of the notification log (``lianxin audit verify``).
 
 The fast path recomputes the chain page by page from the events alone and
-compares it with the stored chain only at each page's last position (and the
-number of chain rows in the page): reading the chain row by row would double
-the work. A page that disagrees is re-read record by record to name the first
-position and what happened there:
+compares every recomputed value with every stored one: the database hands
+over a page's stored chain as one value (``group_concat`` on SQLite,
+``string_agg`` on PostgreSQL) with its count and first/last position, and the
+verifier compares it with the recomputed values in one buffer comparison, so
+checking every row costs little more than checking the page's last one
+(reading the chain row by row through the driver would cost a third more). A
+page that disagrees is re-read record by record to name the first position
+and what happened there:
 
 * ``altered``   the record (or its chain entry) no longer hashes to its chain value;
 * ``reordered`` the record hashes correctly at another position of the page;
@@ -14,7 +18,18 @@ position and what happened there:
 Each record is checked against the stored chain value of its predecessor, so
 the range can be split between worker processes (``workers``) that verify
 their slices independently: if every slice holds, the stored chain is exactly
-the chain recomputed from the first record.
+the chain recomputed from the first record. Splits fall on page boundaries
+(lo + k * page) and the parts are combined by ``_join``, so the verdict never
+depends on how the work was split.
+
+The C fast path (queries/_fastchain.c, built by setup.py where a compiler and
+the sqlite3 and OpenSSL headers exist): on SQLite the whole loop (read, leaf,
+link, compare with every stored value) runs in C with the GIL released, the
+range split between threads; where its form disagrees it stops, and the
+Python verifier decides that page exactly as it would have on its own, so the
+verdicts are the Python verifier's (tested against every kind of tampering).
+On PostgreSQL the server hashes the leaves and C does the link step. Without
+the module, or with ``LIANXIN_AUDIT_VERIFIER=python``, everything is Python.
 
 Within a slice, reader threads (each with its own connection) fetch the next
 pages' leaf digests while the caller chains the current page: on PostgreSQL
@@ -36,6 +51,7 @@ check; an anchor published earlier (queries/audit_anchors.py) does not.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import sqlite3
 import threading
@@ -88,8 +104,18 @@ class ChainSource:
     def chain_between(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
         raise NotImplementedError
 
-    def chain_count_and_last(self, lo: int, hi: int) -> tuple[int, int | None, bytes | None]:
+    def chain_summary(self, lo: int, hi: int) -> tuple[int, int | None, int | None, bytes]:
+        """(count, first and last position, the chain values concatenated in
+        position order) of the chain rows with lo < position <= hi. One row
+        from the database instead of one per record: the verifier compares
+        every stored value of a page at once."""
         raise NotImplementedError
+
+    def event_positions(self, lo: int, hi: int) -> list[int]:
+        raise NotImplementedError
+
+    def chain_positions(self, lo: int, hi: int) -> list[int]:
+        return [p for p, _ in self.chain_between(lo, hi)]
 
     def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
         """(position, leaf digest) of events with lo < position <= hi, in order.
@@ -104,6 +130,12 @@ class ChainSource:
         if not rows:
             return 0, 0, []
         return rows[0][0], rows[-1][0], [d for _, d in rows]
+
+    def leaf_blob(self, lo: int, hi: int) -> tuple[int, int, int, bytes]:
+        """(count, first position, last position, digests concatenated): the
+        form the C link step takes."""
+        first, last, digests = self.leaf_digests(lo, hi)
+        return len(digests), first, last, b"".join(digests)
 
     def records(self, lo: int, hi: int) -> list[tuple[int, Any, int, str, bytes]]:
         """(position, aggregate id, version, topic, payload) with lo < position <= hi."""
@@ -160,13 +192,21 @@ class SQLiteChainSource(ChainSource):
             f"SELECT position, chain_hash FROM {self.chain} WHERE position > ? AND position <= ? "
             "ORDER BY position", (lo, hi))]
 
-    def chain_count_and_last(self, lo: int, hi: int) -> tuple[int, int | None, bytes | None]:
-        n = self.db.execute(f"SELECT count(*) FROM {self.chain} WHERE position > ? AND "
-                            "position <= ?", (lo, hi)).fetchone()[0]
-        row = self.db.execute(f"SELECT position, chain_hash FROM {self.chain} WHERE position > ? "
-                              "AND position <= ? ORDER BY position DESC LIMIT 1",
-                              (lo, hi)).fetchone()
-        return n, (row[0] if row else None), (bytes(row[1]) if row else None)
+    def chain_summary(self, lo: int, hi: int) -> tuple[int, int | None, int | None, bytes]:
+        # A range scan of the INTEGER PRIMARY KEY visits rows in position
+        # order, so group_concat meets them in that order (SQLite before 3.44
+        # has no ORDER BY inside an aggregate). Were it ever otherwise, pages
+        # would only be re-read record by record: the fast form decides nothing.
+        n, first, last, blob = self.db.execute(
+            f"SELECT count(*), min(position), max(position), "
+            f"CAST(group_concat(chain_hash, x'') AS BLOB) FROM {self.chain} "
+            "WHERE position > ? AND position <= ?", (lo, hi)).fetchone()
+        return n, first, last, blob or b""
+
+    def event_positions(self, lo: int, hi: int) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            f"SELECT rowid FROM {self.table} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+            (lo, hi))]
 
     def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
         first, _, digests = self.leaf_digests(lo, hi)
@@ -291,13 +331,22 @@ class PostgresChainSource(ChainSource):
             "SELECT position, chain_hash FROM {schema}.{t} WHERE position > %s AND position <= %s "
             "ORDER BY position", t=self.chain), (lo, hi))]
 
-    def chain_count_and_last(self, lo: int, hi: int) -> tuple[int, int | None, bytes | None]:
-        n = self._rows(self._q("SELECT count(*) FROM {schema}.{t} WHERE position > %s AND "
-                               "position <= %s", t=self.chain), (lo, hi))[0][0]
-        rows = self._rows(self._q("SELECT position, chain_hash FROM {schema}.{t} WHERE position "
-                                  "> %s AND position <= %s ORDER BY position DESC LIMIT 1",
-                                  t=self.chain), (lo, hi))
-        return n, (rows[0][0] if rows else None), (bytes(rows[0][1]) if rows else None)
+    def chain_summary(self, lo: int, hi: int) -> tuple[int, int | None, int | None, bytes]:
+        # Aggregated by the server (in a reader thread's backend): one bytea
+        # per page instead of one row per record through psycopg. Ordered by
+        # the subquery: PostgreSQL 15 sorts again for an ORDER BY inside the
+        # aggregate (twice the cost); were the order ever lost, pages would
+        # only be re-read record by record (the fast form decides nothing).
+        [(n, first, last, blob)] = self._rows(self._q(
+            "SELECT count(*), min(position), max(position), string_agg(chain_hash, ''::bytea) "
+            "FROM (SELECT position, chain_hash FROM {schema}.{t} WHERE position > %s AND "
+            "position <= %s ORDER BY position) AS c", t=self.chain), (lo, hi))
+        return n, first, last, bytes(blob) if blob is not None else b""
+
+    def event_positions(self, lo: int, hi: int) -> list[int]:
+        return sorted(r[0] for r in self._rows(self._q(
+            "SELECT notification_id FROM {schema}.{t} WHERE notification_id > %s AND "
+            "notification_id <= %s", t=self.table), (lo, hi)))
 
     def leaves(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
         return [(p, bytes(d)) for p, d in self._rows(self._leaf_sql, (lo, hi))]
@@ -307,6 +356,16 @@ class PostgresChainSource(ChainSource):
         if not rows:
             return 0, 0, []
         return rows[0][0], rows[-1][0], list(map(_second, rows))
+
+    def leaf_blob(self, lo: int, hi: int) -> tuple[int, int, int, bytes]:
+        # Hashed and aggregated by the server: one bytea per page, no
+        # per-record work in Python at all (the link is C's).
+        # In the leaf query's order (see chain_summary on why not ORDER BY here).
+        [(n, first, last, blob)] = self._rows(
+            self._sql("SELECT count(*), min(notification_id), max(notification_id), "
+                      "string_agg(leaf, ''::bytea) FROM ({leaves}) AS l"
+                      ).format(leaves=self._leaf_sql), (lo, hi))
+        return n, first or 0, last or 0, bytes(blob) if blob is not None else b""
 
     def _select_records(self) -> str:
         return ("SELECT notification_id, originator_id, originator_version, topic, state "
@@ -388,8 +447,9 @@ class Verification:
     head: str  # hex chain hash at ``last`` (recomputed; equals the stored one when ok)
     finding: Finding | None = None
     seconds: float = 0.0
-    workers: int = 1
+    workers: int = 1  # worker processes (Python verifier) or threads (C verifier)
     notes: list[str] = field(default_factory=list)
+    verifier: str = "python"  # "c" (SQLite, queries/_fastchain.c), "python, C links", "python"
 
     @property
     def events_per_s(self) -> float:
@@ -403,6 +463,10 @@ class Verification:
 
 @dataclass
 class _Slice:
+    """The outcome over a span: how many records held, the chain value after
+    the last of them (the span's start value when none), the first and last
+    verified position (0 and the span's start when none), the finding."""
+
     records: int
     head: bytes
     first: int
@@ -410,20 +474,31 @@ class _Slice:
     finding: Finding | None
 
 
-def _pinpoint(src: ChainSource, lo: int, hi: int, start: bytes, start_pos: int
-              ) -> tuple[Finding | None, int, int, bytes]:
+def _join(a: _Slice, b: _Slice) -> _Slice:
+    """Two consecutive spans as one (``b`` starts where ``a`` ends). Every
+    way of splitting the work (pages, reader threads, worker processes, C
+    threads) combines its parts with this, so the outcome does not depend
+    on the split."""
+    if a.finding is not None:
+        return a
+    if not b.records:
+        return _Slice(a.records, a.head, a.first, a.last, b.finding)
+    return _Slice(a.records + b.records, b.head, a.first or b.first, b.last, b.finding)
+
+
+def _pinpoint(src: ChainSource, lo: int, hi: int, start: bytes, start_pos: int) -> _Slice:
     """Name the first bad position in (lo, hi], reading record by record with
-    the reference form of the chain; also returns how many records before it
-    held, the last one and its hash. No finding: every record of the page
-    holds by the reference form (the fast form disagreed, the reference rules)."""
+    the reference form of the chain, with the records before it that held.
+    No finding: every record of the page holds by the reference form (the
+    fast form disagreed, the reference rules)."""
     finding = _first_bad(src, lo, hi, start, start_pos)
     upto = finding.position - 1 if finding is not None else hi
     records = src.records(lo, upto) if upto > lo else []
     chain = dict(src.chain_between(lo, upto))
     good = [r[0] for r in records if r[0] in chain]
     if not good:
-        return finding, 0, lo, start
-    return finding, len(good), good[-1], chain[good[-1]]
+        return _Slice(0, start, 0, lo, finding)
+    return _Slice(len(good), chain[good[-1]], good[0], good[-1], finding)
 
 
 def _first_bad(src: ChainSource, lo: int, hi: int, start: bytes, start_pos: int
@@ -457,6 +532,26 @@ def _first_bad(src: ChainSource, lo: int, hi: int, start: bytes, start_pos: int
     return None
 
 
+def _predecessor_at_fault(src: ChainSource, lo: int) -> Finding | None:
+    """The first record of a range does not chain from the stored value
+    before the range: that value may be the one that was changed. Check it
+    against its own record, one position back, so that ``--from N`` names the
+    changed position rather than the intact record after it."""
+    pos, stored = src.chain_at_or_before(lo)
+    if pos == 0:
+        return None  # the range starts at the genesis value: nothing before it
+    records = src.records_at([pos])
+    if not records:
+        return Finding(pos, "deleted", f"the record at position {pos}, just before the range, "
+                                       "was removed (its chain entry remains)")
+    _, before = src.chain_at_or_before(pos - 1)
+    if link(before, leaf_of(canonical(*records[0]))) == stored:
+        return None
+    return Finding(pos, "altered", f"the chain entry at position {pos}, just before the range, "
+                                   "does not match its record: the entry (or the record) was "
+                                   "changed")
+
+
 def _moved_to(record: tuple[int, Any, int, str, bytes], chain: dict[int, bytes],
               here: int) -> int | None:
     positions = sorted(chain)
@@ -469,20 +564,67 @@ def _moved_to(record: tuple[int, Any, int, str, bytes], chain: dict[int, bytes],
     return None
 
 
+@dataclass
+class _Page:
+    """What the verifier needs of one page, read by a reader thread."""
+
+    digests: list[bytes] | bytes  # leaf digests in position order (a list, or concatenated)
+    n: int  # how many events
+    first: int  # first and last event position; 0 when the span holds no event
+    last: int
+    chain: bytes  # the stored chain values of the span, concatenated in position order
+    same_positions: bool  # the events and the chain rows are at the same positions
+
+
 def _page_task(local: threading.local, opened: list[ChainSource], params: dict[str, Any],
-               lo: int, hi: int) -> tuple[list[bytes], int, int, int, int | None, bytes | None]:
-    """One page as the verifier needs it: the leaf digests in position order,
-    the first and last event positions, and the chain rows' count and last
-    entry. Runs in a reader thread with its own connection, so that the next
-    pages are read (and, on PostgreSQL, hashed by the server) while this
-    thread's caller chains the current one."""
+               lo: int, hi: int, joined: bool) -> _Page:
+    """One page as the verifier needs it. Runs in a reader thread with its
+    own connection, so that the next pages are read (and, on PostgreSQL,
+    hashed and aggregated by the server) while this thread's caller chains
+    the current one. ``joined``: the leaves as one value, for the C link."""
     src = getattr(local, "src", None)
     if src is None:
         src = local.src = open_source(params)
         opened.append(src)
-    first, last, digests = src.leaf_digests(lo, hi)
-    n, last_chain_pos, last_chain = src.chain_count_and_last(lo, hi)
-    return digests, first, last, n, last_chain_pos, last_chain
+    if joined:
+        n, first, last, digests = src.leaf_blob(lo, hi)
+    else:
+        first, last, digests = src.leaf_digests(lo, hi)
+        n = len(digests)
+    chain_n, chain_first, chain_last, chain = src.chain_summary(lo, hi)
+    return _Page(digests, n, first, last, chain,
+                 _same_positions(src, lo, hi, (n, first, last),
+                                 (chain_n, chain_first, chain_last)))
+
+
+def _same_positions(src: ChainSource, lo: int, hi: int, events: tuple[int, int, int],
+                    chain: tuple[int, int | None, int | None]) -> bool:
+    """Whether the span's events and chain rows sit at exactly the same
+    positions. Positions are unique on both sides, so equal counts and ends
+    over a span without gaps settle it; only a span with gaps (rolled-back
+    PostgreSQL sequence numbers, removed rows) compares the two lists."""
+    n, first, last = events
+    if chain[0] != n:
+        return False
+    if n == 0:
+        return True
+    if chain[1:] != (first, last):
+        return False
+    return last - first + 1 == n or src.event_positions(lo, hi) == src.chain_positions(lo, hi)
+
+
+def _link_page(h: bytes, digests: list[bytes] | bytes, fast: Any) -> tuple[bytes, Any]:
+    """(the chain value after the page, every recomputed value concatenated).
+    Every value is kept so that every stored one can be compared (one buffer
+    comparison): a chain row changed mid-page is caught, not only the last."""
+    if fast is not None:
+        values = fast.link_all(h, digests if isinstance(digests, bytes) else b"".join(digests))
+        return (values[-32:] if values else h), values
+    sha, recomputed, values = _sha256, h, bytearray()
+    for leaf in digests:
+        recomputed = sha(recomputed + leaf).digest()
+        values += recomputed
+    return recomputed, values
 
 
 def _readers_for(params: dict[str, Any]) -> int:
@@ -494,42 +636,41 @@ def _readers_for(params: dict[str, Any]) -> int:
 
 def _verify_slice(params: dict[str, Any], lo: int, hi: int, page: int = PAGE,
                   readers: int | None = None) -> _Slice:
+    """The Python verifier over (lo, hi], page by page (pages start at lo,
+    lo + page, ...); with the C module built, its link step is C's."""
     readers = readers or _readers_for(params)
+    fast = _fast()
     src = open_source(params)
     local, opened = threading.local(), []
     pool = ThreadPoolExecutor(readers)
+    joined = fast is not None
     try:
         # The stored value before the slice; the slice before checks it.
         _, h = src.chain_at_or_before(lo)
+        done = _Slice(0, h, 0, lo, None)
         spans = [(a, min(a + page, hi)) for a in range(lo, hi, page)]
         ahead = 2 * readers  # pages in flight: bounded, a log may be huge
-        pending = deque(pool.submit(_page_task, local, opened, params, a, b)
+        pending = deque(pool.submit(_page_task, local, opened, params, a, b, joined)
                         for a, b in spans[:ahead])
-        count, first, last = 0, 0, lo
-        sha = _sha256
         for i, (cursor, page_hi) in enumerate(spans):
-            digests, first_pos, last_pos, n, last_chain_pos, last_chain = pending.popleft().result()
+            got: _Page = pending.popleft().result()
             if i + ahead < len(spans):
                 a, b = spans[i + ahead]
-                pending.append(pool.submit(_page_task, local, opened, params, a, b))
-            recomputed = h
-            for leaf in digests:
-                recomputed = sha(recomputed + leaf).digest()
-            if n != len(digests) or (digests and (last_chain_pos != last_pos
-                                                  or last_chain != recomputed)):
-                finding, good, good_last, good_head = _pinpoint(src, cursor, page_hi, h, cursor)
-                if finding is None:  # the reference check holds: a false alarm
-                    first, last, h, count = first or cursor + 1, good_last, good_head, count + good
-                    continue
-                if good:
-                    first, last, h = first or cursor + 1, good_last, good_head
-                return _Slice(count + good, h, first, last, finding)
-            if digests:
-                first = first or first_pos
-                last = last_pos
-                count += len(digests)
-                h = recomputed
-        return _Slice(count, h, first, last, None)
+                pending.append(pool.submit(_page_task, local, opened, params, a, b, joined))
+            recomputed, values = _link_page(done.head, got.digests, fast)
+            if got.same_positions and values == got.chain:
+                if got.n:
+                    done = _join(done, _Slice(got.n, recomputed, got.first, got.last, None))
+                continue
+            decided = _pinpoint(src, cursor, page_hi, done.head, cursor)
+            if decided.finding is not None and cursor == lo and not decided.records \
+                    and decided.finding.kind in ("altered", "reordered"):
+                decided.finding = _predecessor_at_fault(src, lo) or decided.finding
+            # No finding: the reference check holds, the fast form raised a false alarm.
+            done = _join(done, decided)
+            if done.finding is not None:
+                return done
+        return done
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for s in opened:
@@ -537,10 +678,92 @@ def _verify_slice(params: dict[str, Any], lo: int, hi: int, page: int = PAGE,
         src.close()
 
 
+# -- the C fast path (queries/_fastchain.c, built by setup.py when it can be) --
+def _fast() -> Any:
+    """The C module, or None: not built on this machine (no compiler or
+    headers at install time), or LIANXIN_AUDIT_VERIFIER=python."""
+    if os.environ.get("LIANXIN_AUDIT_VERIFIER", "").lower() == "python":
+        return None
+    try:
+        return importlib.import_module("queries._fastchain")
+    except ImportError:
+        return None
+
+
+def _verify_c(fast: Any, params: dict[str, Any], lo: int, hi: int, page: int,
+              threads: int) -> _Slice:
+    """SQLite with the C verifier: (lo, hi] split at page boundaries between
+    ``threads`` threads (the C loop releases the GIL), each from the stored
+    chain value at its start, like worker processes but without spawning
+    any. Where the C form stops, the Python verifier decides that page (the
+    same page it would have read itself), so the verdict is its verdict."""
+    bounds = _split(lo, hi, threads, page)
+    src = open_source(params)
+    try:
+        starts = [src.chain_at_or_before(a)[1] for a in bounds[:-1]]
+    finally:
+        src.close()
+    spans = list(zip(bounds, bounds[1:]))
+    with ThreadPoolExecutor(len(spans)) as pool:
+        runs = [pool.submit(_c_run, fast, params, a, b, h, page)
+                for (a, b), h in zip(spans, starts)]
+        done = _Slice(0, starts[0], 0, lo, None)
+        for (a, b), h, run in zip(spans, starts, runs):
+            done = _join(done, _settle(fast, params, a, b, h, page, run.result()))
+            if done.finding is not None:
+                for r in runs:
+                    r.cancel()
+                break
+    return done
+
+
+def _c_run(fast: Any, params: dict[str, Any], lo: int, hi: int, start: bytes,
+           page: int) -> tuple[Any, ...] | None:
+    try:
+        return fast.verify_sqlite(params["path"], params["table"], lo, hi, start, page)
+    except OSError:
+        return None  # not readable from C: the Python verifier reads the span
+
+
+def _settle(fast: Any, params: dict[str, Any], lo: int, hi: int, start: bytes, page: int,
+            result: tuple[Any, ...] | None) -> _Slice:
+    """A C run over (lo, hi], with every page it stopped at decided by the
+    Python verifier, and the C verifier going on after a false alarm."""
+    done, cursor = _Slice(0, start, 0, lo, None), lo
+    while True:
+        if result is None:  # pages from cursor on: still lo + k * page
+            return _join(done, _verify_slice(params, cursor, hi, page))
+        records, first, last, head, stopped, page_start = result
+        done = _join(done, _Slice(records, head, first, last, None))
+        if not stopped:
+            return done
+        cursor = min(page_start + page, hi)
+        done = _join(done, _verify_slice(params, page_start, cursor, page))
+        if done.finding is not None or cursor >= hi:
+            return done
+        result = _c_run(fast, params, cursor, hi, done.head, page)
+
+
+def _split(lo: int, hi: int, parts: int, page: int) -> list[int]:
+    """Bounds of ``parts`` spans of (lo, hi] that start on page boundaries
+    (lo + k * page): pages are then the same however the work is split, and
+    so is the verdict."""
+    pages = -(-(hi - lo) // page)
+    parts = max(1, min(parts, pages))
+    return [lo] + [lo + (pages * i // parts) * page for i in range(1, parts)] + [hi]
+
+
+def _threads_for(lo: int, hi: int, page: int) -> int:
+    # Threads cost nothing to start: one per core (at most 4) once there are
+    # two pages to share.
+    return min(os.cpu_count() or 1, 4) if hi - lo > page else 1
+
+
 def verify(app_or_params: Any, start: int | None = None, stop: int | None = None, *,
            workers: int | None = None, page: int = PAGE) -> Verification:
     """Recompute the chain over positions ``start..stop`` (inclusive; default
-    the whole log) and compare it with the stored chain."""
+    the whole log) and compare it with the stored chain. ``workers``: worker
+    processes for the Python verifier, threads for the C one (SQLite)."""
     params = app_or_params if isinstance(app_or_params, dict) else source_params(app_or_params)
     t0 = time.perf_counter()
     src = open_source(params)
@@ -558,28 +781,36 @@ def verify(app_or_params: Any, start: int | None = None, stop: int | None = None
     if stop is not None and stop > max(ev_max, ch_max):
         notes.append(f"the log ends at position {max(ev_max, ch_max)}")
         hi = max(ev_max, ch_max)
-    n_workers = workers if workers is not None else (
-        min(os.cpu_count() or 1, 4) if hi - lo >= PARALLEL_MIN else 1)
-    n_workers = max(1, min(n_workers, max(1, (hi - lo) // page)))
-    if n_workers == 1:
-        slices = [_verify_slice(params, lo, hi, page)]
+    fast = _fast()
+    if fast is not None and params["kind"] == "sqlite":
+        n = workers if workers is not None else _threads_for(lo, hi, page)
+        n = len(_split(lo, hi, n, page)) - 1
+        total, verifier = _verify_c(fast, params, lo, hi, page, n), "c"
     else:
-        bounds = [lo + (hi - lo) * i // n_workers for i in range(n_workers + 1)]
-        with ProcessPoolExecutor(n_workers, mp_context=_spawn()) as pool:
-            futures = [pool.submit(_verify_slice, params, a, b, page)
-                       for a, b in zip(bounds, bounds[1:])]
-            slices = [f.result() for f in futures]
+        n, total = _verify_python(params, lo, hi, page, workers)
+        verifier = "python" if fast is None else "python, C links"
     seconds = time.perf_counter() - t0
-    verified = 0
-    for s in slices:  # in position order: the first finding is the earliest
-        verified += s.records
-        if s.finding is not None:
-            return Verification(False, lo + 1 if s.last > lo else 0, s.last if s.last > lo else 0,
-                                verified, s.head.hex(), s.finding, seconds, n_workers, notes)
-    first = min((s.first for s in slices if s.first), default=0)
-    last = max((s.last for s in slices), default=0)
-    return Verification(True, first, last, verified, slices[-1].head.hex(), None, seconds,
-                        n_workers, notes)
+    first, last = (total.first, total.last) if total.records else (0, 0)
+    return Verification(total.finding is None, first, last, total.records, total.head.hex(),
+                        total.finding, seconds, n, notes, verifier)
+
+
+def _verify_python(params: dict[str, Any], lo: int, hi: int, page: int,
+                   workers: int | None) -> tuple[int, _Slice]:
+    """(worker processes used, outcome) of the Python verifier."""
+    n = workers if workers is not None else (
+        min(os.cpu_count() or 1, 4) if hi - lo >= PARALLEL_MIN else 1)
+    bounds = _split(lo, hi, n, page)
+    if len(bounds) == 2:
+        return 1, _verify_slice(params, lo, hi, page)
+    with ProcessPoolExecutor(len(bounds) - 1, mp_context=_spawn()) as pool:
+        futures = [pool.submit(_verify_slice, params, a, b, page)
+                   for a, b in zip(bounds, bounds[1:])]
+        parts = [f.result() for f in futures]
+    total = _Slice(0, parts[0].head, 0, lo, None)
+    for part in parts:  # in position order: the first finding is the earliest
+        total = _join(total, part)
+    return len(parts), total
 
 
 def _spawn() -> Any:

@@ -4,7 +4,9 @@
 before t. For one aggregate that is the longest prefix of its events (in
 version order) that occurred by t: a late event recorded after a later one is
 not replayed out of order, because the aggregate's own rules assume its
-order. The wallboard folds every event of the log that occurred by t, in log
+order. Personal data (``pii``) is left out of the events before they are
+folded, so neither it nor values the aggregate copies out of it appear.
+The wallboard folds every event of the log that occurred by t, in log
 order, with the live wallboard's own fold (projections.wallboard), so "the
 wallboard as of t" is, by construction, what the live wallboard showed at t
 once it had seen those events.
@@ -14,6 +16,7 @@ No snapshots are used: every answer is a fold from the first event.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -39,7 +42,7 @@ def aggregate_as_of(lianxin: Any, aggregate_id: UUID, at: datetime, *,
     for pos, event in events:
         if event.occurred_at > at:
             break
-        aggregate = event.mutate(aggregate)
+        aggregate = _without_pii(event).mutate(aggregate)
         position = pos
     if aggregate is None:
         raise NotFound(f"{what} {aggregate_id} did not exist yet at {at.isoformat()}",
@@ -51,6 +54,16 @@ def aggregate_as_of(lianxin: Any, aggregate_id: UUID, at: datetime, *,
     return {"id": str(aggregate_id), "type": type(aggregate).__name__, "as_of": at.isoformat(),
             "version": aggregate.version, "position": position,
             "later_events": len(events) - aggregate.version, "state": state}
+
+
+def _without_pii(event: Any) -> Any:
+    """The event with its personal data left out. Dropping the ``pii``
+    attribute from the folded state is not enough: aggregates copy values
+    out of it into memory (a dialed customer number, an agent's name, an
+    address), and a past state must not show them either."""
+    if not getattr(event, "pii", None):
+        return event
+    return dataclasses.replace(event, pii={})
 
 
 def call_as_of(lianxin: Any, call_id: UUID, at: datetime) -> dict[str, Any]:

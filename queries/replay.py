@@ -2,10 +2,13 @@
 
 Read from the stored events (not a read model) so that what an inspector
 sees is exactly the chained record: the call's own events in order, plus the
-agent-side events of every agent alerted on the call from the call's first to
-its last event (ringing, connect, release, ready again), each with its
-notification-log position, its offset in seconds from the call's first
-``occurred_at`` and its actor. Personal data (``pii``) is never shown.
+agent-side events *of this call* of every agent alerted on it (ringing,
+missed, connect, release, and the ready / not-ready that ends the after-call
+work of this call), each with its notification-log position, its offset in
+seconds from the call's first ``occurred_at`` and its actor. Agent events are
+chosen by the call they belong to, never by time: an agent's other calls and
+sessions in the same minutes are other customers' business. Personal data
+(``pii``) is never shown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.errors import NotFound
+from projections.agent_board import agent_transition
 from queries.audit_trail import chain_source
 
 COMMON = {"originator_id", "originator_version", "originator_topic", "timestamp",
@@ -56,10 +60,46 @@ def stored_events(app: Any, aggregate_id: UUID) -> list[tuple[int, Any]]:
     return [(pos, app.mapper.to_domain_event(s)) for pos, s in zip(positions, stored)]
 
 
+# The agent events that close after-call work (they carry its duration).
+_ENDS_WRAP_UP = ("BecameReady", "BecameNotReady")
+
+
+def agent_events_of_call(agent_events: list[tuple[int, Any]], call_id: UUID
+                         ) -> list[tuple[int, Any]]:
+    """The agent's events that belong to this call: those naming it
+    (Ringing, MissedCall, CallConnected, CallReleased) and, after a release
+    into wrap-up, the event that ends that wrap-up if it is a ready / not
+    ready (the next state event of the agent: nothing else can intervene,
+    an agent in wrap-up is not offered calls)."""
+    out: list[tuple[int, Any]] = []
+    in_wrap_up = False
+    for pos, e in agent_events:
+        name = type(e).__qualname__.split(".", 1)[1]
+        if getattr(e, "call_id", None) == call_id:
+            out.append((pos, e))
+            in_wrap_up = name == "CallReleased" and bool(getattr(e, "wrap_up", False))
+        elif in_wrap_up and _changes_state(e):
+            if name in _ENDS_WRAP_UP and getattr(e, "wrap_up_s", None) is not None:
+                out.append((pos, e))
+            in_wrap_up = False
+    return out
+
+
+def _changes_state(event: Any) -> bool:
+    change = agent_transition(event)
+    return change is not None and change.state is not None
+
+
 def _describe(name: str, d: dict[str, Any], agents: dict[str, str]) -> str:
     who = agents.get(str(d.get("agent_id") or d.get("from_agent_id")), "")
+    # Personal values (an outbound call's number, an outside transfer target,
+    # a conference guest) live in pii since the v2 events: never in a summary.
+    party = agents.get(str(d.get("agent_id")), "") or "a party"
+    dialed = d.get("dialed_number") or "a customer's number"
+    target = ("an external number" if d.get("target_type") == "external"
+              else f"{d.get('target_type')} {d.get('target')}")
     texts = {
-        "Offered": f"call offered on {d.get('dialed_number')} ({d.get('direction')})",
+        "Offered": f"call offered on {dialed} ({d.get('direction')})",
         "IvrEntered": f"IVR menu {d.get('menu')}",
         "MenuChoiceMade": f"IVR {d.get('menu')}: pressed {d.get('digits')} -> {d.get('target')}",
         "SelfServiceUsed": f"self-service {d.get('service')}: {d.get('result')}",
@@ -69,9 +109,9 @@ def _describe(name: str, d: dict[str, Any], agents: dict[str, str]) -> str:
         "Answered": f"answered by agent {who}",
         "Held": f"put on hold by {d.get('by')}",
         "Resumed": f"resumed by {d.get('by')}",
-        "Transferred": f"{d.get('kind')} transfer to {d.get('target_type')} {d.get('target')}",
-        "ConferencePartyJoined": f"{d.get('party')} joined the conference",
-        "ConferencePartyLeft": f"{d.get('party')} left the conference",
+        "Transferred": f"{d.get('kind')} transfer to {target}",
+        "ConferencePartyJoined": f"{party} joined the conference",
+        "ConferencePartyLeft": f"{party} left the conference",
         "MonitorStarted": f"supervisor {d.get('supervisor_id')} started {d.get('mode')}",
         "MonitorStopped": f"supervisor {d.get('supervisor_id')} stopped monitoring",
         "RecordingStarted": f"recording {d.get('recording')} started ({d.get('format')})",
@@ -109,8 +149,8 @@ def timeline(lianxin: Any, call_id: UUID, *, with_agents: bool = True) -> dict[s
         employee_no = getattr(agent_events[0][1], "employee_no", str(agent_id))
         agent_names[str(agent_id)] = employee_no
         if with_agents:
-            agent_rows += [(pos, e, employee_no) for pos, e in agent_events
-                           if start <= e.occurred_at <= end]
+            agent_rows += [(pos, e, employee_no)
+                           for pos, e in agent_events_of_call(agent_events, call_id)]
     entries: list[dict[str, Any]] = []
     recordings: dict[str, dict[str, Any]] = {}
     work_orders: list[dict[str, Any]] = []

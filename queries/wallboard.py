@@ -14,7 +14,8 @@ from queries.read_db import reading
 def wallboard(lianxin: Any, *, at: datetime | None = None,
               threshold_s: int | None = None) -> dict[str, Any]:
     """Per queue: waiting now, longest wait, today's offered / answered /
-    abandoned / exited and service level; agents by state and by team.
+    abandoned / exited and service level; the waiting calls; each agent's
+    state, and agents by state and by team.
     ``at`` (default now) is the instant longest waits are measured to and
     whose local day is "today"; ``threshold_s`` overrides the configured
     service-level threshold. Who is waiting and agents' states are always

@@ -26,7 +26,7 @@ from uuid import UUID
 from commands.event_store import occurred_at_text, occurred_us
 from projections.timefmt import iso, parse
 
-FORMAT = 1
+FORMAT = 2  # 2: agents carry employee number, reason and since (format 1 rows are ignored)
 EVERY = 10_000
 
 
@@ -46,18 +46,20 @@ def dump(store: Any) -> str:
     return json.dumps({
         "slots": [[s.call_id, s.queue, iso(s.queued_at)] for s in store.slots.values()],
         "tally": [[*k, n] for k, n in store.tally.items()],
-        "agents": [[a, t, s] for a, (t, s) in store.agent_states.items()],
+        "agents": [[a.agent_id, a.employee_no, a.team, a.state, a.reason, iso(a.since)]
+                   for a in store.agent_states.values()],
     })
 
 
 def load(text: str) -> Any:
-    from projections.wallboard import MemoryWallboardStore, Slot
+    from projections.wallboard import AgentRow, MemoryWallboardStore, Slot
 
     data = json.loads(text)
     store = MemoryWallboardStore()
     store.slots = {c: Slot(c, q, parse(w)) for c, q, w in data["slots"]}  # type: ignore[arg-type]
     store.tally = Counter({(q, d, k, int(b)): int(n) for q, d, k, b, n in data["tally"]})
-    store.agent_states = {a: (t, s) for a, t, s in data["agents"]}
+    store.agent_states = {a[0]: AgentRow(a[0], a[1], a[2], a[3], a[4], parse(a[5]))  # type: ignore[arg-type]
+                          for a in data["agents"]}
     return store
 
 

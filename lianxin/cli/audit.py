@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -76,9 +76,10 @@ def _exit_code(exc: DomainError) -> int:
 
 def _report_verification(result: Any) -> None:
     if result.ok:
+        unit = "thread(s)" if result.verifier == "c" else "worker(s)"
         typer.echo(f"verified positions {result.first}..{result.last} ({result.records} records) "
                    f"in {result.seconds:.3f} s ({result.events_per_s:,.0f} events/s, "
-                   f"{result.workers} worker(s))")
+                   f"{result.workers} {unit}, {result.verifier} verifier)")
         typer.echo(f"head {result.head}")
         for note in result.notes:
             typer.echo(f"note: {note}")
@@ -89,6 +90,23 @@ def _report_verification(result: Any) -> None:
         typer.echo(f"positions {result.first}..{result.last} verified before it; "
                    f"chain there {result.head}", err=True)
     raise typer.Exit(BROKEN)
+
+
+def _anchor_pairs(texts: List[str], path: Optional[Path]) -> list[tuple[int, str]]:
+    """--anchor POS:HASH options and an --anchors file as (position, hash); bad input exits 2."""
+    from domain.errors import InvalidValue
+    from queries.audit_anchors import read_anchors
+    from queries.audit_bundle import parse_anchor
+
+    try:
+        pairs = [parse_anchor(t) for t in texts]
+        if path is not None:
+            pairs += [(a["position"], a["chain_hash"]) for a in read_anchors(path)]
+    except InvalidValue as exc:
+        fail(describe(exc), 2)
+    except OSError as exc:
+        fail(f"--anchors: {exc}", 2)
+    return pairs
 
 
 def register(root: typer.Typer) -> None:
@@ -112,7 +130,9 @@ def register(root: typer.Typer) -> None:
     @audit.command("verify")
     def audit_verify(start: Optional[int] = typer.Option(None, "--from", min=1),
                      stop: Optional[int] = typer.Option(None, "--to", min=1),
-                     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=16),
+                     workers: Optional[int] = typer.Option(
+                         None, "--workers", min=1, max=16,
+                         help="threads (C verifier, SQLite) or worker processes (Python)"),
                      as_json: bool = typer.Option(False, "--json")) -> None:
         """Recompute the hash chain and report the first altered position."""
         from queries.audit_trail import verify
@@ -170,17 +190,27 @@ def register(root: typer.Typer) -> None:
     def audit_verify_bundle(bundle: Path,
                             head: Optional[str] = typer.Option(None, "--head",
                                                                help="published chain hash at the "
-                                                                    "bundle's end")) -> None:
+                                                                    "bundle's end"),
+                            anchor: Optional[List[str]] = typer.Option(
+                                None, "--anchor", metavar="POS:HASH",
+                                help="a chain hash published for a position inside the "
+                                     "bundle's range (repeatable)"),
+                            anchors_file: Optional[Path] = typer.Option(
+                                None, "--anchors", help="anchors file (JSON lines, as written "
+                                                        "by `audit anchor --to-file`)")) -> None:
         """Verify a bundle offline (no database, no network)."""
         from queries.audit_bundle import verify_bundle
 
         if not bundle.is_file():
             fail(f"BUNDLE: {bundle} is not a file", 2)
-        check = verify_bundle(bundle, head)
+        pairs = _anchor_pairs(anchor or [], anchors_file)
+        check = verify_bundle(bundle, head, pairs)
         if check.ok:
             typer.echo(f"bundle verifies: {check.records} records and {check.links} links over "
                        f"positions {check.start + 1}..{check.end}; chain {check.end_hash}"
                        + (" (matches the published head)" if head else ""))
+            for a in check.anchors:
+                typer.echo(f"anchor {a['position']}: {a['detail']}")
             return
         for problem in check.problems:
             typer.echo(f"FAILED: {problem}", err=True)

@@ -88,49 +88,85 @@ def call_recording(request: Request, call_id: str, name: str, reason: Optional[s
 
 
 @router.get("/calls/{call_id}/accesses", tags=["audit"])
-def call_accesses(request: Request, call_id: str) -> dict[str, Any]:
-    """Who read this call's timeline or recordings, when and why."""
+def call_accesses(request: Request, call_id: str, reason: Optional[str] = Query(None),
+                  x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    """Who read this call's timeline, recordings or past state, when and why.
+    The reasons may name the customer, so this read is named and recorded too."""
     from domain.access_log import access_log_id_for
 
+    actor, why = _require_reader(x_actor, reason)
     lx = _lx(request)
     cid = _call_id(call_id)
     events = replay.stored_events(lx.app, access_log_id_for("call", str(cid)))
-    return {"call_id": str(cid), "accesses": [
-        {"position": pos, "at": e.occurred_at.isoformat(), "actor": e.actor,
-         "resource_kind": e.resource_kind, "resource": e.resource,
-         "reason": e.pii.get("reason")}
-        for pos, e in events if type(e).__name__ == "Accessed"]}
+    listing = [{"position": pos, "at": e.occurred_at.isoformat(), "actor": e.actor,
+                "resource_kind": e.resource_kind, "resource": e.resource,
+                "reason": e.pii.get("reason")}
+               for pos, e in events if type(e).__name__ == "Accessed"]
+    if not listing:  # nothing to show: not a read of anyone's data, and no log to open
+        replay.timeline(lx, cid, with_agents=False)  # an unknown call is a 404
+        return {"call_id": str(cid), "accesses": []}
+    position = _record(lx, "call", str(cid), "accesses", "", actor, why)
+    return {"call_id": str(cid), "accesses": listing, "access_recorded_at_position": position}
 
 
 # -- past states -----------------------------------------------------------------
+# Each past state is read, then its reading is recorded (like a timeline), then
+# it is returned: a read that could not be recorded is not served.
 @router.get("/as-of/{timestamp}/wallboard", tags=["audit"])
 def wallboard_as_of(request: Request, timestamp: str,
-                    threshold_s: Optional[int] = Query(None)) -> dict[str, Any]:
+                    threshold_s: Optional[int] = Query(None), reason: Optional[str] = Query(None),
+                    x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
     at = point_in_time.parse_instant(timestamp)
-    return point_in_time.wallboard_as_of(_lx(request), at, threshold_s=threshold_s)
+    board = point_in_time.wallboard_as_of(lx, at, threshold_s=threshold_s)
+    return _recorded(lx, board, ("center", "wallboard"), at, actor, why)
 
 
 @router.get("/as-of/{timestamp}/calls/{call_id}", tags=["audit"])
-def call_as_of(request: Request, timestamp: str, call_id: str) -> dict[str, Any]:
+def call_as_of(request: Request, timestamp: str, call_id: str,
+               reason: Optional[str] = Query(None),
+               x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
     at = point_in_time.parse_instant(timestamp)
-    return point_in_time.call_as_of(_lx(request), _call_id(call_id), at)
+    cid = _call_id(call_id)
+    state = point_in_time.call_as_of(lx, cid, at)
+    return _recorded(lx, state, ("call", str(cid)), at, actor, why)
 
 
 @router.get("/as-of/{timestamp}/agents/{employee_no}", tags=["audit"])
-def agent_as_of(request: Request, timestamp: str, employee_no: str) -> dict[str, Any]:
+def agent_as_of(request: Request, timestamp: str, employee_no: str,
+                reason: Optional[str] = Query(None),
+                x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
     at = point_in_time.parse_instant(timestamp)
-    return point_in_time.agent_as_of(_lx(request), employee_no, at)
+    state = point_in_time.agent_as_of(lx, employee_no, at)
+    return _recorded(lx, state, ("agent", employee_no), at, actor, why)
 
 
 @router.get("/as-of/{timestamp}/work-orders/{work_order_id}", tags=["audit"])
-def work_order_as_of(request: Request, timestamp: str, work_order_id: str) -> dict[str, Any]:
+def work_order_as_of(request: Request, timestamp: str, work_order_id: str,
+                     reason: Optional[str] = Query(None),
+                     x_actor: Optional[str] = Header(None)) -> dict[str, Any]:
+    actor, why = _require_reader(x_actor, reason)
+    lx = _lx(request)
     at = point_in_time.parse_instant(timestamp)
     try:
         wid = UUID(work_order_id)
     except ValueError:
         raise InvalidValue(f"{work_order_id!r} is not a valid work order id",
                            field="work_order_id") from None
-    return point_in_time.work_order_as_of(_lx(request), wid, at)
+    state = point_in_time.work_order_as_of(lx, wid, at)
+    return _recorded(lx, state, ("work_order", str(wid)), at, actor, why)
+
+
+def _recorded(lx: Any, result: dict[str, Any], subject: tuple[str, str], at: Any, actor: str,
+              why: str) -> dict[str, Any]:
+    """Record the read of a past state (resource: the instant asked for)."""
+    position = _record(lx, subject[0], subject[1], "state", at.isoformat(), actor, why)
+    return {**result, "access_recorded_at_position": position}
 
 
 # -- the trail -------------------------------------------------------------------
@@ -151,7 +187,8 @@ def audit_head(request: Request) -> dict[str, Any]:
 def audit_export(request: Request, body: dict[str, Any],
                  x_actor: Optional[str] = Header(None)) -> Any:
     """A bundle (zip) for a regulator. Body: ``from``/``to`` (positions or
-    ISO instants), at most one of ``call``/``agent``/``work_order``, ``reason``."""
+    ISO instants; an instant ``from`` with a position ``to`` ends a time range
+    at that position), at most one of ``call``/``agent``/``work_order``, ``reason``."""
     actor, why = _require_reader(x_actor, body.get("reason"))
     lx = _lx(request)
     for key in ("from", "to", "call", "agent", "work_order"):
@@ -179,15 +216,22 @@ def _opt(body: dict[str, Any], key: str) -> Optional[str]:
 
 
 def _range(lo: Any, hi: Any) -> tuple[Optional[int], Optional[int], Optional[str], Optional[str]]:
-    """Positions when both are whole numbers, instants otherwise."""
+    """(start position, stop position, since, until): positions when both are
+    whole numbers, instants otherwise. An instant ``from`` may be bounded by a
+    position ``to``: a time-range bundle that ends at an anchor's position,
+    so that the anchor can check it (``verify-bundle --anchor``)."""
     def is_pos(v: Any) -> bool:
         return isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())
 
-    if (lo is None or is_pos(lo)) and (hi is None or is_pos(hi)):
+    lo_pos, hi_pos = lo is not None and is_pos(lo), hi is not None and is_pos(hi)
+    if (lo is None or lo_pos) and (hi is None or hi_pos):
         return (None if lo is None else int(lo)), (None if hi is None else int(hi)), None, None
-    if (lo is not None and is_pos(lo)) or (hi is not None and is_pos(hi)):
-        raise InvalidValue("from and to must both be positions or both be ISO instants",
+    if lo_pos:
+        raise InvalidValue("from is a position and to an instant: give both as positions, "
+                           "both as ISO instants, or an instant from with a position to",
                            field="from")
+    if hi_pos:
+        return None, int(hi), str(lo), None
     return None, None, (None if lo is None else str(lo)), (None if hi is None else str(hi))
 
 

@@ -143,3 +143,176 @@ def test_export_refuses_bad_requests(lianxin, tmp_path):
         select(lianxin, call=str(call_id_for("x")), agent="1001")
     assert not (tmp_path / "x.zip").exists()
     assert Selection("all").positions is None
+
+
+def _anchor_then_more(lx, calls=2):
+    """An anchor published mid-history, then more history after it."""
+    from commands import messages as m
+    from tests.audit.scenario import at, simple_call
+
+    ids = populate(lx, calls=calls)
+    anchor = head(lx)
+    ids.append(simple_call(lx.commands, "after-anchor", "1001", 5000))
+    lx.commands.handle(m.MakeNotReady(employee_no="1001", reason="break", occurred_at=at(6000)))
+    return ids, anchor
+
+
+def test_verify_bundle_checks_anchors_anywhere_in_its_range(lianxin, tmp_path):
+    calls, (old_pos, old_hash) = _anchor_then_more(lianxin)
+    new_pos, new_hash = head(lianxin)
+    assert old_pos < new_pos
+    for name, sel in (("all", None), ("call", select(lianxin, call=str(calls[0])))):
+        bundle = tmp_path / f"{name}.zip"
+        manifest = export(lianxin, bundle, selection=sel)
+        assert manifest["start"]["position"] < old_pos < manifest["end"]["position"] == new_pos
+        check = verify_bundle(bundle, anchors=[(old_pos, old_hash), (new_pos, new_hash)])
+        assert check.ok, (name, check.problems)
+        assert [a["ok"] for a in check.anchors] == [True, True]
+        wrong = verify_bundle(bundle, anchors=[(old_pos, "ab" * 32)])
+        assert not wrong.ok and any(f"anchor {old_pos}" in p for p in wrong.problems), name
+    outside = verify_bundle(tmp_path / "call.zip", anchors=[(new_pos + 10, new_hash)])
+    assert not outside.ok and "outside the bundle's range" in outside.anchors[0]["detail"]
+
+
+def test_a_time_range_export_can_end_at_an_anchor(lianxin, tmp_path):
+    """--from INSTANT --to POSITION: the records of a time range, in a bundle
+    that ends at the anchored position, so that the old anchor checks it."""
+    from lianxin.http.audit import _range as parse_range  # the CLI parses --from/--to alike
+
+    _calls, (old_pos, old_hash) = _anchor_then_more(lianxin)
+    start, stop, since, until = parse_range("2026-11-23T09:02:00+00:00", str(old_pos))
+    assert (start, stop, since, until) == (None, old_pos, "2026-11-23T09:02:00+00:00", None)
+    sel = select(lianxin, since=since, until=until)
+    assert max(sel.positions) > old_pos  # the range holds records after the anchor too
+    manifest = export(lianxin, tmp_path / "t.zip", start=start, stop=stop, selection=sel)
+    assert manifest["end"] == {"position": old_pos, "chain_hash": old_hash}
+    assert manifest["last_position"] <= old_pos
+    check = verify_bundle(tmp_path / "t.zip", head=old_hash, anchors=[(old_pos, old_hash)])
+    assert check.ok, check.problems
+    with zipfile.ZipFile(tmp_path / "t.zip") as zf:
+        times = [json.loads(x)["occurred_at"] for x in zf.read("events.jsonl").decode().splitlines()]
+    assert times and all(t >= "2026-11-23T09:02:00" for t in times)
+
+
+def test_cli_and_http_time_range_to_a_position_and_verify_bundle_anchor(sqlite_lianxin, tmp_path,
+                                                                         monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from lianxin.cli import app
+    from lianxin.http import create_app
+
+    _calls, (old_pos, old_hash) = _anchor_then_more(sqlite_lianxin)
+    resp = TestClient(create_app(sqlite_lianxin)).post(
+        "/audit/exports", json={"from": "2026-11-23T09:02:00+00:00", "to": old_pos,
+                                "reason": "case 9"}, headers={"X-Actor": "liaison"})
+    assert resp.status_code == 200 and resp.headers["X-Chain-End-Hash"] == old_hash
+    sqlite_lianxin.close()
+    monkeypatch.setenv("LIANXIN_HOME", str(sqlite_lianxin.settings.home))
+    monkeypatch.setenv("LIANXIN_PSEUDONYM_KEY", "test-key")
+    runner = CliRunner()
+    bundle = tmp_path / "t.zip"
+    out = runner.invoke(app, ["audit", "export", "--from", "2026-11-23T09:02:00+00:00",
+                              "--to", str(old_pos), "--output", str(bundle)])
+    assert out.exit_code == 0, out.output
+    assert f"end chain hash {old_hash} at position {old_pos}" in out.output
+    monkeypatch.setenv("LIANXIN_HOME", str(tmp_path / "nowhere"))
+    ok = runner.invoke(app, ["audit", "verify-bundle", str(bundle), "--anchor",
+                             f"{old_pos}:{old_hash}", "--anchor", f"{old_pos - 3}:" + "0" * 64])
+    assert ok.exit_code == 3 and f"anchor {old_pos - 3}" in ok.output
+    anchors = tmp_path / "anchors.jsonl"
+    anchors.write_text(json.dumps({"position": old_pos, "chain_hash": old_hash}) + "\n")
+    ok = runner.invoke(app, ["audit", "verify-bundle", str(bundle), "--anchors", str(anchors)])
+    assert ok.exit_code == 0, ok.output
+    assert f"anchor {old_pos}: the chain at position {old_pos} matches the anchor" in ok.output
+    bad = runner.invoke(app, ["audit", "verify-bundle", str(bundle), "--anchor", "12:nothex"])
+    assert bad.exit_code == 2 and "POSITION:HASH" in bad.output
+
+
+def test_work_order_export_cli_and_http(sqlite_lianxin, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from commands import messages as m
+    from lianxin.cli import app
+    from lianxin.http import create_app
+    from tests.audit.scenario import at
+
+    populate(sqlite_lianxin, calls=2)
+    svc = sqlite_lianxin.commands
+    wo = svc.handle(m.OpenWorkOrder(type="complaint", summary="meter reads wrong",
+                                    occurred_at=at(400))).aggregate_id
+    # Another aggregate's record between the work order's: it travels as a link.
+    svc.handle(m.OfferCall(external_id="between", dialed_number="95598", occurred_at=at(450)))
+    svc.handle(m.DispatchWorkOrder(work_order_id=wo, department="metering", occurred_at=at(500)))
+    published_at, published = head(sqlite_lianxin)
+    n_events = len(sqlite_lianxin.app.recorder.select_events(wo))
+    resp = TestClient(create_app(sqlite_lianxin)).post(
+        "/audit/exports", json={"work_order": str(wo), "reason": "ombudsman 4"},
+        headers={"X-Actor": "liaison"})
+    assert resp.status_code == 200
+    (tmp_path / "http.zip").write_bytes(resp.content)
+    sqlite_lianxin.close()
+    monkeypatch.setenv("LIANXIN_HOME", str(sqlite_lianxin.settings.home))
+    monkeypatch.setenv("LIANXIN_PSEUDONYM_KEY", "test-key")
+    runner = CliRunner()
+    # The HTTP export was recorded after that head: end the CLI's bundle there too.
+    out = runner.invoke(app, ["audit", "export", "--work-order", str(wo), "--to",
+                              str(published_at), "--output", str(tmp_path / "cli.zip")])
+    assert out.exit_code == 0, out.output
+    for name in ("http.zip", "cli.zip"):
+        with zipfile.ZipFile(tmp_path / name) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            lines = [json.loads(x) for x in zf.read("events.jsonl").decode().splitlines()]
+        assert manifest["selection"] == {"kind": "work_order", "value": str(wo)}, name
+        assert {x["aggregate_id"] for x in lines} == {wo.hex} and len(lines) == n_events, name
+        assert manifest["counts"]["links"] >= 1, name  # the call offered in between
+        assert manifest["end"]["chain_hash"] == published, name
+        ok = runner.invoke(app, ["audit", "verify-bundle", str(tmp_path / name),
+                                 "--head", published])
+        assert ok.exit_code == 0 and "matches the published head" in ok.output, name
+
+
+def test_a_bundle_with_lines_out_of_order_is_rejected(lianxin, tmp_path):
+    """Swapping two exported lines (and fixing the manifest's digest, as a
+    careful forger would) leaves every record hashing correctly once sorted:
+    the file order itself must be the exported order."""
+    import hashlib
+
+    populate(lianxin, calls=2)
+    good = tmp_path / "all.zip"
+    export(lianxin, good)
+    with zipfile.ZipFile(good) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    lines = files["events.jsonl"].decode().splitlines()
+    lines[5], lines[6] = lines[6], lines[5]
+    files["events.jsonl"] = ("\n".join(lines) + "\n").encode()
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["events.jsonl"] = hashlib.sha256(files["events.jsonl"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tmp_path / "swapped.zip", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    check = verify_bundle(tmp_path / "swapped.zip")
+    assert not check.ok
+    assert any("line 7" in p and "out of order" in p for p in check.problems), check.problems
+
+
+def test_a_manifest_without_its_ends_is_a_clear_failure(lianxin, tmp_path, monkeypatch):
+    from lianxin.cli import app
+
+    populate(lianxin, calls=1)
+    good = tmp_path / "all.zip"
+    export(lianxin, good)
+    for missing in ("start", "end"):
+        def drop(name, data, missing=missing):
+            if name != "manifest.json":
+                return data
+            manifest = json.loads(data)
+            del manifest[missing]
+            return json.dumps(manifest).encode()
+
+        _rezip(good, tmp_path / f"no-{missing}.zip", drop)
+        check = verify_bundle(tmp_path / f"no-{missing}.zip")
+        assert not check.ok and f"lacks {missing}.position" in check.problems[0], check.problems
+        out = CliRunner().invoke(app, ["audit", "verify-bundle", str(tmp_path / f"no-{missing}.zip")])
+        assert out.exit_code == 3 and f"lacks {missing}.position" in out.output
+        assert not isinstance(out.exception, KeyError)

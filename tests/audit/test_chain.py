@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from commands import messages as m
 from queries.audit_anchors import check_anchors
 from queries.audit_trail import chain_source, head, verify
@@ -169,25 +167,31 @@ def test_concurrent_writers_in_separate_applications_keep_one_chain(settings):
         b.close()
 
 
-@pytest.mark.parametrize("store", ["sqlite"])
-def test_a_store_written_before_the_chain_existed_is_chained_on_first_start(tmp_path, store):
-    from lianxin.wiring import build
-    from tests.conftest import make_settings
-
-    settings = make_settings(tmp_path / "home")
-    plain_env = dict(settings.eventsourcing_env())
-    plain_env.pop("APPLICATION_RECORDER_TOPIC")
+def test_a_store_written_before_the_chain_existed_is_chained_on_first_start(settings):
+    """For SQLite and PostgreSQL: events written by the library's own recorder
+    (no chain table) are chained from the first record when the chained
+    recorder first opens the store, and the chain then continues from them."""
     from commands.application import CallCenter
     from commands.service import CommandService
+    from lianxin.wiring import build
 
+    plain_env = dict(settings.eventsourcing_env())
+    plain_env.pop("APPLICATION_RECORDER_TOPIC")
     app = CallCenter(env=plain_env)
-    CommandService(app).handle(m.RegisterAgent(employee_no="7", name="Old", occurred_at=at(0)))
+    svc = CommandService(app)
+    svc.handle(m.RegisterAgent(employee_no="7", name="Old", occurred_at=at(0)))
+    svc.handle(m.RegisterAgent(employee_no="8", name="Older", occurred_at=at(0)))
     app.close()
     lx = build(settings)
     try:
+        src = chain_source(lx)
+        try:
+            assert [p for p, _ in src.chain_between(0, 10)] == [1, 2]  # backfilled
+        finally:
+            src.close()
         lx.commands.handle(m.LogIn(employee_no="7", endpoint="PJSIP/7", occurred_at=at(1)))
         result = verify(lx)
-        assert result.ok and result.records == 2
+        assert result.ok and result.records == 3
     finally:
         lx.close()
 
@@ -241,16 +245,17 @@ def test_pages_read_ahead_do_not_blur_the_first_bad_position(lianxin):
 
 
 def test_a_page_the_fast_form_misjudges_is_settled_by_the_reference_form(lianxin, monkeypatch):
-    """The fast forms (SQL-built headers, server-side leaves) only pick the pages
-    to re-read; the record-by-record reference check decides. A fast digest
-    that disagrees with an untouched record must not be reported as tampering,
-    and the records after it must still be verified."""
+    """The fast forms (SQL-built headers, server-side leaves, the C loop) only
+    pick the pages to re-read; the record-by-record reference check decides.
+    A fast digest that disagrees with an untouched record must not be
+    reported as tampering, and the records after it must still be verified.
+    (The C loop's own false alarm: tests/audit/test_verifiers.py, state_as_text.)"""
     import queries.audit_trail as audit_trail
 
     populate(lianxin, calls=3)
     top = lianxin.app.max_position()
     for cls in (audit_trail.SQLiteChainSource, audit_trail.PostgresChainSource):
-        real = cls.leaf_digests
+        real, real_blob = cls.leaf_digests, cls.leaf_blob
 
         def skewed(self, lo, hi, real=real):
             first, last, digests = real(self, lo, hi)
@@ -258,14 +263,105 @@ def test_a_page_the_fast_form_misjudges_is_settled_by_the_reference_form(lianxin
                 digests[6 - first] = bytes(32)
             return first, last, digests
 
+        def skewed_blob(self, lo, hi, real=real_blob):
+            n, first, last, blob = real(self, lo, hi)
+            if first <= 6 <= last:
+                i = (6 - first) * 32
+                blob = blob[:i] + bytes(32) + blob[i + 32:]
+            return n, first, last, blob
+
         monkeypatch.setattr(cls, "leaf_digests", skewed)
-    result = verify(lianxin, page=4)
-    assert result.ok, result.finding
-    assert (result.first, result.last, result.records) == (1, top, top)
-    assert result.head == head(lianxin)[1]
+        monkeypatch.setattr(cls, "leaf_blob", skewed_blob)
+    # The Python verifier alone, then with the C module (links; on SQLite the whole loop).
+    for verifier in ("python", ""):
+        monkeypatch.setenv("LIANXIN_AUDIT_VERIFIER", verifier)
+        result = verify(lianxin, page=4)
+        assert result.ok, result.finding
+        assert (result.first, result.last, result.records) == (1, top, top)
+        assert result.head == head(lianxin)[1]
     # A real alteration behind the misjudged page is still found.
     with raw_store(lianxin) as (db, events, _chain, pos):
         edit_payload(db, events, pos, 11, b"occurred_at", b"occurred_at ")
-    result = verify(lianxin, page=4)
-    assert (result.ok, result.finding.position, result.finding.kind, result.last) == (
-        False, 11, "altered", 10)
+    for verifier in ("python", ""):
+        monkeypatch.setenv("LIANXIN_AUDIT_VERIFIER", verifier)
+        result = verify(lianxin, page=4)
+        assert (result.ok, result.finding.position, result.finding.kind, result.last) == (
+            False, 11, "altered", 10)
+
+
+def _set_chain_hash(db, chain, position, value=b"\x00" * 32):
+    execute(db, f"UPDATE {chain} SET chain_hash = %s WHERE position = %s", (value, position))
+
+
+def test_a_chain_entry_changed_mid_page_is_named_exactly(lianxin):
+    """Only a chain row is changed, in the middle of a page (pages hold
+    20,000 positions): verification must compare every stored value, not only
+    the page's last one, and name that position from the start or from --from."""
+    populate(lianxin, calls=7)
+    top = lianxin.app.max_position()
+    with raw_store(lianxin) as (db, _events, chain, _pos):
+        _set_chain_hash(db, chain, 30)
+    for start in (None, 21, 30):
+        result = verify(lianxin, start)
+        assert not result.ok, start
+        assert (result.finding.position, result.finding.kind) == (30, "altered"), start
+        assert result.records == 29 - (start or 1) + 1, start
+    # From 31, record 31 no longer chains from the stored value at 30: still 30.
+    after = verify(lianxin, 31)
+    assert (after.ok, after.finding.position) == (False, 30)
+    assert verify(lianxin, 1, 29).ok and top > 40
+
+
+def test_from_n_names_the_changed_entry_just_before_the_range(lianxin):
+    """`verify --from 21` starts from the stored value at 20. When that value
+    was changed, record 21 is intact: the finding is 20, not 21."""
+    populate(lianxin, calls=2)
+    with raw_store(lianxin) as (db, _events, chain, _pos):
+        _set_chain_hash(db, chain, 20)
+    result = verify(lianxin, 21)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, 20, "altered")
+    assert "just before the range" in result.finding.detail and result.records == 0
+    whole = verify(lianxin)
+    assert (whole.finding.position, whole.finding.kind, whole.last) == (20, "altered", 19)
+
+
+def test_a_chain_row_moved_to_an_unused_position_is_caught(lianxin):
+    """The chain's positions must be the events' positions: relabelling the
+    last chain row of a page (same value, same order) is tampering too."""
+    populate(lianxin, calls=2)
+    top = lianxin.app.max_position()
+    with raw_store(lianxin) as (db, _events, chain, _pos):
+        execute(db, f"UPDATE {chain} SET position = %s WHERE position = %s", (top + 5, top))
+    result = verify(lianxin, 1, top + 5)
+    assert (result.ok, result.finding.position, result.finding.kind) == (False, top, "inserted")
+
+
+def test_a_log_with_gaps_in_its_positions_verifies(lianxin):
+    """PostgreSQL can skip sequence numbers (a rolled-back insert): a chain
+    written over positions with a gap holds, and the page comparison then
+    compares the positions one by one instead of by count and ends."""
+    from commands.event_store import chain_rows
+
+    populate(lianxin, calls=2)
+    top = lianxin.app.max_position()
+    with raw_store(lianxin) as (db, events, chain, pos):
+        execute(db, f"DELETE FROM {events} WHERE {pos} = %s", (9,))
+        execute(db, f"DELETE FROM {chain} WHERE position >= %s", (9,))
+        src = chain_source(lianxin)
+        try:
+            _, before = src.chain_at_or_before(8)
+            rows, _ = chain_rows(before, src.records(9, top))
+        finally:
+            src.close()
+        for p, us, h in rows:
+            execute(db, f"INSERT INTO {chain} (position, occurred_us, chain_hash) "
+                        "VALUES (%s, %s, %s)", (p, us, h))
+    for page in (20_000, 5):
+        result = verify(lianxin, page=page)
+        assert result.ok, (page, result.finding)
+        assert (result.first, result.last, result.records) == (1, top, top - 1)
+    # With the gap, a chain row relabelled into it is still caught.
+    with raw_store(lianxin) as (db, _events, chain, _pos):
+        execute(db, f"UPDATE {chain} SET position = 9 WHERE position = 10")
+    result = verify(lianxin)
+    assert (result.ok, result.finding.position) == (False, 9)

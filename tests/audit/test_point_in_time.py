@@ -31,6 +31,9 @@ def _steps(svc):
     yield 20, lambda: svc.handle(m.AlertAgent(call_id=ids["a"], employee_no="1001",
                                               occurred_at=at(20)))
     yield 24, lambda: svc.handle(m.AnswerCall(call_id=ids["a"], occurred_at=at(24)))
+    # Late: reported at 28 (after the answer at 24), but the caller arrived at 23.
+    yield 28, lambda: (offer("late-a", 23), svc.handle(m.QueueCall(
+        call_id=ids["late-a"], queue="power", occurred_at=at(23.5))))
     yield 40, lambda: svc.handle(m.EndCall(call_id=ids["b"], hung_up_by="caller",
                                            occurred_at=at(40)))
     yield 45, lambda: svc.handle(m.MakeNotReady(employee_no="1002", reason="break",
@@ -40,6 +43,8 @@ def _steps(svc):
                                                 occurred_at=at(70)))
     yield 90, lambda: svc.handle(m.EndCall(call_id=ids["c"], hung_up_by="caller",
                                            occurred_at=at(90)))
+    yield 92, lambda: svc.handle(m.EndCall(call_id=ids["late-a"], hung_up_by="caller",
+                                           occurred_at=at(92)))
     yield 95, lambda: svc.handle(m.MakeReady(employee_no="1001", occurred_at=at(95)))
     yield 300, lambda: svc.handle(m.MakeReady(employee_no="1002", occurred_at=at(300)))
     ids_holder.update(ids)
@@ -67,10 +72,26 @@ def test_wallboard_as_of_t_equals_the_live_wallboard_at_t(lianxin):
     for moment, live in seen.items():
         assert wallboard_as_of(lianxin, at(moment)) == live, moment
     # The pictures differ over time (so the comparison is not of empty boards).
-    assert seen[16]["totals"]["waiting"] == 3 and seen[30]["totals"]["waiting"] == 2
-    assert seen[44]["totals"]["abandoned"] == 1 and seen[80]["totals"]["waiting"] == 2
+    assert seen[16]["totals"]["waiting"] == 3 and seen[30]["totals"]["waiting"] == 3
+    assert seen[44]["totals"]["abandoned"] == 1 and seen[80]["totals"]["waiting"] == 3
     assert seen[44]["agents"]["by_state"]["not_ready"] == 0
     assert seen[60]["agents"]["by_state"]["not_ready"] == 1
+    # Who was waiting and which agent was in which state, not only counts;
+    # the late caller is among them from the instant it arrived.
+    ids = ids_holder
+    assert [(w["call_id"], w["queue"], w["since"], w["wait_s"])
+            for w in seen[30]["waiting_calls"]] == [
+        (str(ids["b"]), "power", at(13).isoformat(timespec="microseconds"), 17.0),
+        (str(ids["c"]), "water", at(15).isoformat(timespec="microseconds"), 15.0),
+        (str(ids["late-a"]), "power", at(23.5).isoformat(timespec="microseconds"), 6.5)]
+    assert [w["call_id"] for w in seen[80]["waiting_calls"]] == [
+        str(ids["c"]), str(ids["late-a"]), str(ids["a"])]  # a, transferred to water at 70
+    assert [(a["employee_no"], a["state"], a["reason"], a["since"])
+            for a in seen[60]["agents"]["list"]] == [
+        ("1001", "on_call", None, at(24).isoformat(timespec="microseconds")),
+        ("1002", "not_ready", "break", at(45).isoformat(timespec="microseconds"))]
+    assert [a["state"] for a in seen[94]["agents"]["list"]] == ["wrap_up", "not_ready"]
+    assert seen[94]["waiting_calls"][0]["call_id"] == str(ids["a"])
 
 
 def test_call_agent_and_work_order_as_of(lianxin):
@@ -103,17 +124,18 @@ def test_http_as_of_routes(lianxin):
     for _t, step in _steps(lianxin.commands):
         step()
     client = TestClient(create_app(lianxin))
-    board = client.get(f"/as-of/{at(16).isoformat()}/wallboard")
+    reader = {"headers": {"X-Actor": "qa-3"}, "params": {"reason": "complaint 12"}}
+    board = client.get(f"/as-of/{at(16).isoformat()}/wallboard", **reader)
     assert board.status_code == 200 and board.json()["totals"]["waiting"] == 3
-    call = client.get(f"/as-of/{at(30).isoformat()}/calls/{ids_holder['a']}")
+    call = client.get(f"/as-of/{at(30).isoformat()}/calls/{ids_holder['a']}", **reader)
     assert call.status_code == 200 and call.json()["state"]["state"] == "connected"
-    agent = client.get(f"/as-of/{at(30).isoformat()}/agents/1001")
+    agent = client.get(f"/as-of/{at(30).isoformat()}/agents/1001", **reader)
     assert agent.json()["state"]["state"] == "on_call"
-    naive = client.get("/as-of/2026-11-23T09:00:00/wallboard")
+    naive = client.get("/as-of/2026-11-23T09:00:00/wallboard", **reader)
     assert naive.status_code == 422 and naive.json()["field"] == "timestamp"
-    bad = client.get("/as-of/yesterday/calls/" + str(ids_holder["a"]))
+    bad = client.get("/as-of/yesterday/calls/" + str(ids_holder["a"]), **reader)
     assert bad.status_code == 422
-    early = client.get(f"/as-of/{at(1).isoformat()}/calls/{ids_holder['a']}")
+    early = client.get(f"/as-of/{at(1).isoformat()}/calls/{ids_holder['a']}", **reader)
     assert early.status_code == 404
     assert early.headers["content-type"] == "application/problem+json"
     verify = client.get("/audit/verify").json()
@@ -121,6 +143,53 @@ def test_http_as_of_routes(lianxin):
     assert client.get("/audit/verify", params={"from": 0}).status_code == 422
     with pytest.raises(InvalidValue):
         wallboard_as_of(lianxin, at(16).replace(tzinfo=None))
+
+
+def test_past_state_reads_are_named_and_recorded_like_timelines(lianxin):
+    """Reading a past state needs a reader and a reason; the read is recorded
+    in the subject's access log (who, when, which instant; the reason as pii);
+    a refused or failed read leaves no record."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from domain.access_log import access_log_id_for
+    from lianxin.http import create_app
+
+    for _t, step in _steps(lianxin.commands):
+        step()
+    client = TestClient(create_app(lianxin))
+    a = str(ids_holder["a"])
+    when = at(30).isoformat()
+    for path in (f"/as-of/{when}/calls/{a}", f"/as-of/{when}/agents/1001",
+                 f"/as-of/{when}/wallboard"):
+        anonymous = client.get(path, params={"reason": "QA"})
+        assert anonymous.status_code == 422 and anonymous.json()["field"] == "X-Actor", path
+        no_reason = client.get(path, headers={"X-Actor": "qa-3"})
+        assert no_reason.status_code == 422 and no_reason.json()["field"] == "reason", path
+    early = client.get(f"/as-of/{at(1).isoformat()}/calls/{a}", params={"reason": "QA"},
+                       headers={"X-Actor": "qa-3"})
+    assert early.status_code == 404
+    with pytest.raises(AggregateNotFoundError):  # nothing recorded so far
+        lianxin.app.repository.get(access_log_id_for("call", a))
+    for path, subject in ((f"/as-of/{when}/calls/{a}", ("call", a)),
+                          (f"/as-of/{when}/agents/1001", ("agent", "1001")),
+                          (f"/as-of/{when}/wallboard", ("center", "wallboard"))):
+        ok = client.get(path, params={"reason": "complaint 12"}, headers={"X-Actor": "qa-3"})
+        assert ok.status_code == 200 and ok.json()["access_recorded_at_position"] > 0, path
+        log = lianxin.app.repository.get(access_log_id_for(*subject))
+        assert [(x["actor"], x["resource_kind"], x["resource"]) for x in log.accesses] == [
+            ("qa-3", "state", when)], path
+    wo = lianxin.commands.handle(m.OpenWorkOrder(type="complaint", summary="late repair",
+                                                 occurred_at=at(500))).aggregate_id
+    got = client.get(f"/as-of/{at(550).isoformat()}/work-orders/{wo}",
+                     params={"reason": "audit"}, headers={"X-Actor": "qa-4"})
+    assert got.status_code == 200 and got.json()["state"]["status"] == "open"
+    log = lianxin.app.repository.get(access_log_id_for("work_order", str(wo)))
+    assert [x["actor"] for x in log.accesses] == ["qa-4"]
+    # The call's access listing shows the as-of read, with its reason.
+    listing = client.get(f"/calls/{a}/accesses", params={"reason": "regulator"},
+                         headers={"X-Actor": "dpo"}).json()["accesses"]
+    assert [(x["actor"], x["resource_kind"], x["reason"]) for x in listing] == [
+        ("qa-3", "state", "complaint 12")]
 
 
 def test_snapshots_give_the_same_wallboards_even_with_late_events(lianxin):
@@ -139,10 +208,36 @@ def test_snapshots_give_the_same_wallboards_even_with_late_events(lianxin):
     for moment in moments:
         plain = wallboard_as_of(lianxin, at(moment), use_snapshots=False)
         assert wallboard_as_of(lianxin, at(moment)) == plain, moment
-    assert wallboard_as_of(lianxin, at(60))["totals"]["waiting"] == 2  # c and the late call
+    # c and both late callers (late-a reported at 28 for 23, late at the end for 50)
+    assert wallboard_as_of(lianxin, at(60))["totals"]["waiting"] == 3
     src = chain_source(lianxin)
     try:
         used = wallboard_snapshots.usable(lianxin, occurred_us(at(94).isoformat()), src)
     finally:
         src.close()
     assert used is not None and used[0] >= 20  # the fast path was taken
+
+
+def test_past_states_show_no_personal_data(lianxin):
+    """Nothing of any event's pii appears in a past state, not even where the
+    aggregate copies a value out of pii into memory (an outbound call's
+    dialed number, an agent's name, whichever the domain keeps)."""
+    from domain.agent import agent_id_for
+    from queries.replay import stored_events
+
+    svc = lianxin.commands
+    agents(svc, "1001", t=5)
+    out = svc.handle(m.OfferCall(external_id="out-1", dialed_number="13912345678",
+                                 caller_number="95598", direction="outbound",
+                                 occurred_at=at(10))).aggregate_id
+    inbound = svc.handle(m.OfferCall(external_id="in-1", dialed_number="95598",
+                                     caller_number="13800000001",
+                                     occurred_at=at(11))).aggregate_id
+    for aggregate_id, state in ((out, call_as_of(lianxin, out, at(20))),
+                                (inbound, call_as_of(lianxin, inbound, at(20))),
+                                (agent_id_for("1001"), agent_as_of(lianxin, "1001", at(20)))):
+        personal = {str(v) for _, e in stored_events(lianxin.app, aggregate_id)
+                    for v in (getattr(e, "pii", None) or {}).values() if v}
+        assert personal or aggregate_id == agent_id_for("1001")
+        assert not [v for v in personal if v in str(state)], (state, personal)
+    assert call_as_of(lianxin, out, at(20))["state"]["direction"] == "outbound"

@@ -8,8 +8,9 @@ from fastapi.testclient import TestClient
 
 from commands import messages as m
 from domain.access_log import AccessLog, access_log_id_for
-from queries.replay import timeline
-from tests.audit.scenario import agents, at
+from domain.agent import agent_id_for
+from queries.replay import stored_events, timeline
+from tests.audit.scenario import agents, at, simple_call
 
 
 def busy_call(lx):
@@ -74,13 +75,18 @@ def test_timeline_lists_the_whole_conversation_in_order(lianxin):
     assert by_type["MonitorStarted"]["actor"] == "sup-9"
     assert by_type["MonitorStarted"]["details"]["mode"] == "listen"
     assert by_type["Transferred"]["summary"] == "blind transfer to agent 1003"
+    # A guest's name is personal data (pii since ConferencePartyJoined v2): not in a summary.
+    assert by_type["ConferencePartyJoined"]["summary"] == "a party joined the conference"
     assert "agent 1001 did not answer" in by_type["RingNoAnswer"]["summary"]
     # Agents alerted on the call appear with their side of it.
     agent_side = [(e["agent"], e["type"]) for e in tl["events"] if e["source"] == "agent"]
     assert ("1001", "MissedCall") in agent_side and ("1002", "CallReleased") in agent_side
     assert ("1003", "CallConnected") in agent_side and ("1003", "BecameReady") in agent_side
-    assert tl["agents"] == {str(e): n for e, n in tl["agents"].items()} and \
-        set(tl["agents"].values()) == {"1001", "1002", "1003"}
+    # Keyed by the agents' aggregate ids, each naming its employee number.
+    assert tl["agents"] == {str(agent_id_for(n)): n for n in ("1001", "1002", "1003")}
+    # Only the agent events of this call: none of the three agents' login at t=0.
+    assert {e["details"].get("call_id") for e in tl["events"] if e["source"] == "agent"
+            and e["type"] != "BecameReady"} == {str(cid)}
     [rec] = tl["recordings"]
     assert rec == {"name": "rec-1", "target": "channel:abc", "format": "wav",
                    "started_at": at(125).isoformat(), "start_offset_s": 25.0,
@@ -91,6 +97,45 @@ def test_timeline_lists_the_whole_conversation_in_order(lianxin):
     # Personal data stays out of the replay.
     text = str(tl)
     assert "13912345678" not in text and "Zhang" not in text
+
+
+def test_timeline_shows_no_agent_events_of_another_call(lianxin):
+    """Agent 1002 serves customer B while call A is in progress, then A is
+    transferred to 1002. A's replay must show 1002's side of A only: not B's
+    ringing, release and wrap-up, nor the agents' logins in A's first second."""
+    svc = lianxin.commands
+    agents(svc, "1001", "1002")
+    a = svc.handle(m.OfferCall(external_id="A", dialed_number="95598",
+                               occurred_at=at(0))).aggregate_id
+    svc.handle(m.QueueCall(call_id=a, queue="power", occurred_at=at(1)))
+    svc.handle(m.AlertAgent(call_id=a, employee_no="1001", occurred_at=at(2)))
+    svc.handle(m.AnswerCall(call_id=a, occurred_at=at(4)))
+    b = simple_call(svc, "B", "1002", 10)  # 1002 busy with B from 12 to 50
+    svc.handle(m.TransferCall(call_id=a, kind="blind", target_type="agent", target="1002",
+                              occurred_at=at(100)))
+    svc.handle(m.AlertAgent(call_id=a, employee_no="1002", occurred_at=at(101)))
+    svc.handle(m.AnswerCall(call_id=a, occurred_at=at(102)))
+    # 1001's after-call work of A ends with its own "ready" (not a wrap-up
+    # command); its break after that is not part of A.
+    svc.handle(m.MakeReady(employee_no="1001", occurred_at=at(105)))
+    svc.handle(m.MakeNotReady(employee_no="1001", reason="break", occurred_at=at(106)))
+    svc.handle(m.EndCall(call_id=a, hung_up_by="caller", occurred_at=at(120)))
+    svc.handle(m.CompleteWrapUp(call_id=a, employee_no="1002", dispositions=["billing"],
+                                occurred_at=at(130)))
+    tl = timeline(lianxin, a)
+    agent_side = [(e["agent"], e["type"], e["offset_s"]) for e in tl["events"]
+                  if e["source"] == "agent"]
+    assert agent_side == [
+        ("1001", "Ringing", 2.0), ("1001", "CallConnected", 4.0),
+        ("1001", "CallReleased", 100.0),
+        ("1002", "Ringing", 101.0), ("1002", "CallConnected", 102.0),
+        ("1001", "BecameReady", 105.0),
+        ("1002", "CallReleased", 120.0), ("1002", "BecameReady", 130.0)]
+    assert str(b) not in str(tl)
+    # B's side is in the store, inside A's time span: left out, not missing.
+    b_side = [type(e).__name__ for _, e in stored_events(lianxin.app, agent_id_for("1002"))
+              if getattr(e, "call_id", None) == b]
+    assert b_side == ["Ringing", "CallConnected", "CallReleased"]
 
 
 def test_http_timeline_requires_a_reader_and_records_the_access(lianxin):
@@ -115,9 +160,15 @@ def test_http_timeline_requires_a_reader_and_records_the_access(lianxin):
     assert rec.status_code == 200 and rec.json()["start_offset_s"] == 25.0
     assert [(a["actor"], a["resource_kind"], a["resource"]) for a in _accesses(lianxin, cid)] == [
         ("qa-7", "timeline", ""), ("qa-8", "recording", "rec-1")]
-    listing = client.get(f"/calls/{cid}/accesses").json()["accesses"]
+    # The listing shows the reasons (personal data): it needs a named reader too.
+    anonymous = client.get(f"/calls/{cid}/accesses", params={"reason": "audit"})
+    assert anonymous.status_code == 422 and anonymous.json()["field"] == "X-Actor"
+    assert len(_accesses(lianxin, cid)) == 2
+    listing = client.get(f"/calls/{cid}/accesses", params={"reason": "audit"},
+                         headers={"X-Actor": "dpo-1"}).json()["accesses"]
     assert [(a["actor"], a["reason"]) for a in listing] == [("qa-7", "complaint 88"),
                                                            ("qa-8", "dispute")]
+    assert _accesses(lianxin, cid)[-1]["actor"] == "dpo-1"  # and that read is recorded
     # The reason is free text: it is stored in the event's pii only.
     log = lianxin.app.repository.get(access_log_id_for("call", str(cid)))
     assert "complaint 88" not in str(vars(log))
@@ -132,7 +183,7 @@ def test_http_timeline_requires_a_reader_and_records_the_access(lianxin):
     garbage = client.get("/calls/not-a-call/timeline", params={"reason": "x"},
                          headers={"X-Actor": "qa-7"})
     assert garbage.status_code == 422 and garbage.json()["field"] == "call_id"
-    assert len(_accesses(lianxin, cid)) == 2
+    assert len(_accesses(lianxin, cid)) == 3
 
 
 def _accesses(lx, cid):

@@ -12,12 +12,12 @@ from tests.projections.scenario import at, queued, staff
 
 
 class WallboardV2(WallboardProjection):
-    version = 2
+    version = WallboardProjection.version + 1
 
 
 class NoReset:
     name = "wallboard"
-    version = 3
+    version = WallboardProjection.version + 2
 
     def setup(self, db):
         pass

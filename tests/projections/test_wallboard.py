@@ -63,6 +63,17 @@ def test_per_queue_figures_and_agents_by_state(sqlite_lianxin, rm):
     assert board["agents"]["by_team"]["A"]["on_call"] == 1
     assert board["agents"]["by_team"]["B"] == {"logged_out": 1, "not_ready": 2, "ready": 0,
                                                "ringing": 0, "on_call": 0, "wrap_up": 0}
+    # Who is waiting (oldest first), and each agent's state with its reason and since when.
+    assert [(w["queue"], w["since"], w["wait_s"]) for w in board["waiting_calls"]] == [
+        ("power", "2026-11-23T02:00:50.000000+00:00", 150.0),
+        ("billing", "2026-11-23T02:01:20.000000+00:00", 120.0)]
+    assert [(a["employee_no"], a["team"], a["state"], a["reason"], a["since"][11:19])
+            for a in board["agents"]["list"]] == [
+        ("1001", "A", "wrap_up", None, "02:01:40"),  # released when a ended at 100
+        ("1002", "A", "on_call", None, "02:00:30"),
+        ("1003", "B", "not_ready", "login", "02:00:00"),
+        ("1004", "B", "logged_out", None, "02:00:00"),
+        ("1005", "B", "not_ready", "ring_no_answer", "02:01:40")]
 
 
 def test_threshold_is_a_query_parameter(sqlite_lianxin, rm):
