@@ -8,9 +8,10 @@ from tests.projections.scenario import T0
 
 
 @pytest.fixture
-def rm(sqlite_lianxin: Any) -> Any:
-    """The read-model runner of a SQLite instance, caught up on demand."""
-    return sqlite_lianxin.read_models()
+def rm(lianxin: Any) -> Any:
+    """The read-model runner of an instance (SQLite and PostgreSQL event
+    stores: the read models follow either), caught up on demand."""
+    return lianxin.read_models()
 
 
 def all_events(lianxin: Any) -> list[Any]:

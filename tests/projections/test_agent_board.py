@@ -14,8 +14,8 @@ def board(lx, no):
     return get_agent(lx, no)
 
 
-def test_each_transition_is_on_the_board(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_each_transition_is_on_the_board(lianxin):
+    lx, svc = lianxin, lianxin.commands
     svc.handle(m.RegisterAgent(employee_no="1001", name="Li Na", team="A",
                                skills={"power": 3}, occurred_at=at(0)))
     row = board(lx, "1001")
@@ -57,8 +57,8 @@ def test_each_transition_is_on_the_board(sqlite_lianxin):
     assert row["version"] == lx.app.repository.get(UUID(row["agent_id"])).version
 
 
-def test_a_caller_hanging_up_while_ringing_frees_the_agent(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_a_caller_hanging_up_while_ringing_frees_the_agent(lianxin):
+    lx, svc = lianxin, lianxin.commands
     staff(svc, "1001")
     call = queued(svc, "c2", "power", 5)
     svc.handle(m.AlertAgent(call_id=call, employee_no="1001", occurred_at=at(6)))
@@ -67,8 +67,8 @@ def test_a_caller_hanging_up_while_ringing_frees_the_agent(sqlite_lianxin):
     assert (row["state"], row["call_id"], row["reason"]) == ("ready", None, None)
 
 
-def test_list_filters_by_team_and_state(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_list_filters_by_team_and_state(lianxin):
+    lx, svc = lianxin, lianxin.commands
     staff(svc, "2001", "A")
     staff(svc, "2002", "B")
     staff(svc, "2003", "B", ready=False)

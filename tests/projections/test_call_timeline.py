@@ -14,8 +14,8 @@ from tests.projections.scenario import at, full_call, offer, staff
 CALLER = "13912345678"
 
 
-def test_every_event_in_order_with_offsets_and_no_pii(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_every_event_in_order_with_offsets_and_no_pii(lianxin):
+    lx, svc = lianxin, lianxin.commands
     staff(svc, "1001")
     call = offer(svc, "tl-1", 100, caller=CALLER)
     svc.handle(m.EnterIvr(call_id=call, menu="main", occurred_at=at(101)))
@@ -48,8 +48,8 @@ def test_every_event_in_order_with_offsets_and_no_pii(sqlite_lianxin):
     assert CALLER.encode() not in raw
 
 
-def test_call_state_follows_the_call(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_call_state_follows_the_call(lianxin):
+    lx, svc = lianxin, lianxin.commands
     staff(svc, "1001")
     call = offer(svc, "st-1", 0)
     svc.handle(m.QueueCall(call_id=call, queue="power", occurred_at=at(2)))
@@ -76,8 +76,8 @@ def test_call_state_follows_the_call(sqlite_lianxin):
     assert live_calls(lx) == []
 
 
-def test_abandon_stage_and_unknown_call(sqlite_lianxin):
-    lx, svc = sqlite_lianxin, sqlite_lianxin.commands
+def test_abandon_stage_and_unknown_call(lianxin):
+    lx, svc = lianxin, lianxin.commands
     call = offer(svc, "ab-1", 0)
     svc.handle(m.QueueCall(call_id=call, queue="power", occurred_at=at(1)))
     svc.handle(m.EndCall(call_id=call, hung_up_by="caller", occurred_at=at(50)))

@@ -40,10 +40,10 @@ def drive_morning(svc) -> None:
     svc.handle(m.EndCall(call_id=a, hung_up_by="agent", occurred_at=at(100)))
 
 
-def test_per_queue_figures_and_agents_by_state(sqlite_lianxin, rm):
-    drive_morning(sqlite_lianxin.commands)
+def test_per_queue_figures_and_agents_by_state(lianxin, rm):
+    drive_morning(lianxin.commands)
     rm.run_once()
-    board = wallboard(sqlite_lianxin, at=at(200))
+    board = wallboard(lianxin, at=at(200))
     queues = {q["queue"]: q for q in board["queues"]}
     assert board["day"] == "2026-11-23" and board["service_level_threshold_s"] == 20
     power = queues["power"]
@@ -76,10 +76,10 @@ def test_per_queue_figures_and_agents_by_state(sqlite_lianxin, rm):
         ("1005", "B", "not_ready", "ring_no_answer", "02:01:40")]
 
 
-def test_threshold_is_a_query_parameter(sqlite_lianxin, rm):
-    drive_morning(sqlite_lianxin.commands)
+def test_threshold_is_a_query_parameter(lianxin, rm):
+    drive_morning(lianxin.commands)
     rm.run_once()
-    power = {q["queue"]: q for q in wallboard(sqlite_lianxin, at=at(200),
+    power = {q["queue"]: q for q in wallboard(lianxin, at=at(200),
                                               threshold_s=30)["queues"]}["power"]
     assert power["answered_within_threshold"] == 2
     assert power["service_level"] == round(2 / 3, 4)
@@ -116,26 +116,26 @@ def test_today_is_the_centers_local_day(tmp_path):
             lx.close()
 
 
-def test_transfer_to_a_queue_offers_the_call_there(sqlite_lianxin, rm):
-    svc = sqlite_lianxin.commands
+def test_transfer_to_a_queue_offers_the_call_there(lianxin, rm):
+    svc = lianxin.commands
     staff(svc, "1001")
     call = queued(svc, "t", "power", 0)
     answered_by(svc, call, "1001", alert=5, answer=6)
     svc.handle(m.TransferCall(call_id=call, kind="blind", target_type="queue", target="repair",
                               occurred_at=at(60)))
     rm.run_once()
-    queues = {q["queue"]: q for q in wallboard(sqlite_lianxin, at=at(70))["queues"]}
+    queues = {q["queue"]: q for q in wallboard(lianxin, at=at(70))["queues"]}
     assert (queues["power"]["offered"], queues["power"]["answered"]) == (1, 1)
     assert (queues["repair"]["offered"], queues["repair"]["waiting"],
             queues["repair"]["longest_wait_s"]) == (1, 1, 10.0)
 
 
-def test_the_pure_fold_gives_the_live_wallboard(sqlite_lianxin, rm):
+def test_the_pure_fold_gives_the_live_wallboard(lianxin, rm):
     """The "as of t" reconstruction and the live projection share one fold."""
-    drive_morning(sqlite_lianxin.commands)
+    drive_morning(lianxin.commands)
     rm.run_once()
     for threshold in (20, 30):
-        live = wallboard(sqlite_lianxin, at=at(200), threshold_s=threshold)
-        rebuilt = wallboard_as_of(all_events(sqlite_lianxin), at=at(200),
+        live = wallboard(lianxin, at=at(200), threshold_s=threshold)
+        rebuilt = wallboard_as_of(all_events(lianxin), at=at(200),
                                   timezone="Asia/Shanghai", threshold_s=threshold)
         assert rebuilt == live
