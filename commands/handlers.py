@@ -20,7 +20,7 @@ from commands.errors import AlreadyApplied
 from domain.agent import Agent, AgentState, agent_id_for
 from domain.base import pseudonymise
 from domain.call import Call, CallState, call_id_for
-from domain.errors import InvariantViolation, NotFound
+from domain.errors import InvalidValue, InvariantViolation, NotFound
 from domain.work_order import WorkOrder, work_order_id_for
 
 C = TypeVar("C", bound=m.Command)
@@ -188,9 +188,74 @@ def transfer_call(uow: UnitOfWork, cmd: m.TransferCall) -> Call:
     call = _call(uow, cmd)
     agent = _agent_by_id(uow, call.agent_id)
     kw = _kw(uow, cmd)
-    call.transfer(cmd.kind, cmd.target_type, cmd.target, **kw)
+    if cmd.to_leg_id and call.consult_leg_id == cmd.to_leg_id and isinstance(cmd.target, str) \
+            and call.legs[cmd.to_leg_id]["agent_id"] != agent_id_for(cmd.target):
+        raise InvalidValue(f"consult leg {cmd.to_leg_id} is not agent {cmd.target}'s",
+                           field="target")
+    call.transfer(cmd.kind, cmd.target_type, cmd.target, to_leg_id=cmd.to_leg_id, **kw)
     if agent is not None and agent.state == AgentState.ON_CALL and agent.call_id == call.id:
         agent.release_call(call.id, wrap_up=cmd.wrap_up, **kw)
+    return call
+
+
+# -- consultation (attended transfer) ---------------------------------------
+def _consult_leg(call: Call, leg_id: str | None) -> str:
+    if leg_id:
+        return leg_id
+    if call.consult_leg_id is None:
+        raise InvariantViolation(f"call is {call.state.value}: no consult leg is live")
+    return call.consult_leg_id
+
+
+def _consult_agent(uow: UnitOfWork, call: Call, leg_id: str) -> Agent | None:
+    leg = call.legs.get(leg_id)
+    return _agent_by_id(uow, leg["agent_id"]) if leg else None
+
+
+@handles(m.AlertConsult)
+def alert_consult(uow: UnitOfWork, cmd: m.AlertConsult) -> Call:
+    call = _call(uow, cmd)
+    agent = _agent(uow, cmd.employee_no)
+    leg_id = cmd.leg_id or f"consult-{uuid.uuid4().hex[:12]}"
+    kw = _kw(uow, cmd)
+    # The call's rules first (a consultation needs a conversation), then the
+    # colleague's: only a ready agent is rung.
+    call.alert_consult(agent.id, leg_id, cmd.endpoint or agent.endpoint or "", **kw)
+    agent.ring(call.id, leg_id, **kw)
+    return call
+
+
+@handles(m.AnswerConsult)
+def answer_consult(uow: UnitOfWork, cmd: m.AnswerConsult) -> Call:
+    call = _call(uow, cmd)
+    leg_id = _consult_leg(call, cmd.leg_id)
+    kw = _kw(uow, cmd)
+    call.answer_consult(leg_id, **kw)
+    agent = _consult_agent(uow, call, leg_id)
+    if agent is not None:
+        agent.connect(call.id, **kw)
+    return call
+
+
+@handles(m.ReportConsultMissed)
+def report_consult_missed(uow: UnitOfWork, cmd: m.ReportConsultMissed) -> Call:
+    call = _call(uow, cmd)
+    leg_id = _consult_leg(call, cmd.leg_id)
+    kw = _kw(uow, cmd)
+    call.consult_missed(leg_id, cmd.outcome, **kw)
+    agent = _consult_agent(uow, call, leg_id)
+    if agent is not None and agent.state == AgentState.RINGING and agent.call_id == call.id:
+        agent.miss_call(call.id, cmd.outcome, **kw)
+    return call
+
+
+@handles(m.EndConsult)
+def end_consult(uow: UnitOfWork, cmd: m.EndConsult) -> Call:
+    call = _call(uow, cmd)
+    leg_id = _consult_leg(call, cmd.leg_id)
+    kw = _kw(uow, cmd)
+    call.end_consult(leg_id, ended_by=cmd.ended_by, **kw)
+    _release_agent(uow, call, call.legs[leg_id]["agent_id"], cmd.wrap_up, kw)
     return call
 
 
@@ -243,13 +308,20 @@ def _release_agent(uow: UnitOfWork, call: Call, agent_id: UUID | None, wrap_up: 
         agent.miss_call(call.id, "canceled", **kw)
 
 
+def _live_consult_agent(call: Call) -> UUID | None:
+    leg = call.legs.get(call.consult_leg_id) if call.consult_leg_id else None
+    return leg["agent_id"] if leg else None
+
+
 @handles(m.ForceDisconnect)
 def force_disconnect(uow: UnitOfWork, cmd: m.ForceDisconnect) -> Call:
     call = _call(uow, cmd)
-    agent_id = call.agent_id
+    agent_id, colleague = call.agent_id, _live_consult_agent(call)
     kw = _kw(uow, cmd)
     call.force_disconnect(cmd.supervisor_id, **kw)
     _release_agent(uow, call, agent_id, True, kw)
+    # a consult leg ends with the call: the colleague only consulted
+    _release_agent(uow, call, colleague, False, kw)
     return call
 
 
@@ -271,10 +343,12 @@ def stop_recording(uow: UnitOfWork, cmd: m.StopRecording) -> Call:
 @handles(m.EndCall)
 def end_call(uow: UnitOfWork, cmd: m.EndCall) -> Call:
     call = _call(uow, cmd)
-    agent_id = call.agent_id
+    agent_id, colleague = call.agent_id, _live_consult_agent(call)
     kw = _kw(uow, cmd)
     call.end(cmd.hung_up_by, cmd.cause, cause_code=cmd.cause_code, **kw)
     _release_agent(uow, call, agent_id, cmd.wrap_up, kw)
+    # a consult leg ends with the call: the colleague only consulted
+    _release_agent(uow, call, colleague, False, kw)
     return call
 
 

@@ -106,6 +106,43 @@ class TransferCall(Command):
     target_type: str  # queue | agent | ivr | external
     target: str
     wrap_up: bool = True
+    # attended transfer to the answered consult leg: the colleague on it
+    # (``target``, their employee number) takes the call at once
+    to_leg_id: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class AlertConsult(Command):
+    """The agent calls a colleague while the caller is connected or held
+    (attended transfer): the colleague's phone rings."""
+
+    call_id: UUID
+    employee_no: str
+    leg_id: Optional[str] = None
+    endpoint: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class AnswerConsult(Command):
+    call_id: UUID
+    leg_id: Optional[str] = None  # default: the call's live consult leg
+
+
+@dataclass(kw_only=True)
+class ReportConsultMissed(Command):
+    call_id: UUID
+    leg_id: Optional[str] = None
+    outcome: str = "no_answer"  # no_answer | busy | unavailable | rejected | canceled
+
+
+@dataclass(kw_only=True)
+class EndConsult(Command):
+    """An answered consultation is over without a transfer."""
+
+    call_id: UUID
+    leg_id: Optional[str] = None
+    ended_by: str = "colleague"  # colleague | agent | call | system
+    wrap_up: bool = True  # the colleague goes to wrap-up, or straight back to ready
 
 
 @dataclass(kw_only=True)

@@ -42,6 +42,10 @@ SURVEY_SCALE = 5  # post-call keypad survey: 1 (very dissatisfied) .. 5 (very sa
 # How far a source time may lag the call's previous event (see _in_order).
 CLOCK_SKEW = timedelta(seconds=60)
 RING_OUTCOMES = {"no_answer", "busy", "unavailable", "rejected", "canceled"}
+# Who ended an answered consult leg (without a transfer): the colleague hung
+# up, the agent took the caller back, the call itself ended, or the system
+# (an adapter that lost the leg).
+CONSULT_ENDERS = {"colleague", "agent", "call", "system"}
 
 
 def call_id_for(external_id: str) -> UUID:
@@ -114,6 +118,8 @@ class Call(LianxinAggregate):
         self.agent_id: UUID | None = None  # agent currently alerted or connected
         self.leg_id: str | None = None
         self.legs: dict[str, dict[str, Any]] = {}
+        # the live consult leg of an attended transfer (alerted or answered)
+        self.consult_leg_id: str | None = None
         self.answered_at: datetime | None = None
         self.held_since: datetime | None = None
         self.hold_s = 0.0
@@ -384,24 +390,44 @@ class Call(LianxinAggregate):
         self._remember(command_id)
 
     def transfer(self, kind: str, target_type: str, target: str, occurred_at: datetime,
-                 command_id: str | None = None, actor: str | None = None) -> None:
+                 command_id: str | None = None, actor: str | None = None, *,
+                 to_leg_id: str | None = None) -> None:
         """The connected agent hands the caller on. Recorded when the agent
         leg is released: at once for a blind transfer, after the consultation
-        for an attended one (the consultation itself is the agent's business).
-        The caller then waits for the target like a queued call."""
+        for an attended one. Without ``to_leg_id`` the caller then waits for
+        the target like a queued call; with it (an attended transfer to the
+        answered consult leg) the call goes on at once with the colleague on
+        that leg, who was alerted and answered during the consultation."""
         if kind not in TRANSFER_KINDS:
             raise InvalidValue(f"kind must be one of {sorted(TRANSFER_KINDS)}", field="kind")
         if target_type not in TRANSFER_TARGETS:
             raise InvalidValue(f"target_type must be one of {sorted(TRANSFER_TARGETS)}",
                                field="target_type")
-        self._must_be_talking("transfer")
         require_text(target, "target")
+        if to_leg_id is not None:
+            require_text(to_leg_id, "to_leg_id")
+            if kind != "attended" or target_type != "agent":
+                raise InvalidValue("to_leg_id (the consult leg) is only for an attended "
+                                   "transfer to an agent", field="to_leg_id")
+        self._must_be_talking("transfer")
+        to_agent_id: UUID | None = None
+        if to_leg_id is not None:
+            leg = self._live_consult(to_leg_id, "transfer to it")
+            if leg["answered_at"] is None:
+                raise InvariantViolation(f"consult leg {to_leg_id} has not answered",
+                                         call_id=str(self.id))
+            to_agent_id = leg["agent_id"]
+        elif self.consult_leg_id is not None:
+            raise InvariantViolation(
+                f"consult leg {self.consult_leg_id} is live: transfer to it, or end it first",
+                call_id=str(self.id))
         # An external target is a telephone number (a customer's, a
         # partner's): personal data, in ``pii`` only.
         external = target_type == "external"
         self._transferred(kind=kind, target_type=target_type, target="" if external else target,
                           pii={"target": target} if external else {},
                           from_leg_id=self.leg_id, from_agent_id=self.agent_id,
+                          to_leg_id=to_leg_id, to_agent_id=to_agent_id,
                           occurred_at=self._in_order(occurred_at), command_id=command_id,
                           actor=actor)
 
@@ -409,7 +435,12 @@ class Call(LianxinAggregate):
         """v2: an ``external`` target (a telephone number) is in
         ``pii["target"]`` and ``target`` is empty; a queue, agent or IVR
         target stays in ``target``, as in v1. v1 external targets move to
-        ``pii`` on read."""
+        ``pii`` on read.
+
+        Also new in v2, ``to_leg_id`` / ``to_agent_id``: the answered consult
+        leg an attended transfer hands the call to, and its agent; the call is
+        then connected to that leg at once. None otherwise, and in every v1
+        event, which keeps its meaning: the caller waits for the target."""
 
         class_version = 2
         kind: str
@@ -421,6 +452,8 @@ class Call(LianxinAggregate):
         occurred_at: datetime
         command_id: str | None
         actor: str | None
+        to_leg_id: str | None = None
+        to_agent_id: UUID | None = None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -429,18 +462,31 @@ class Call(LianxinAggregate):
                 state["target"] = ""
             else:
                 state["pii"] = {}
+            state["to_leg_id"] = None
+            state["to_agent_id"] = None
 
     @event(Transferred)
     def _transferred(self, kind: str, target_type: str, target: str, pii: dict[str, Any],
                      from_leg_id: str | None, from_agent_id: UUID | None,
                      occurred_at: datetime, command_id: str | None,
-                     actor: str | None) -> None:
+                     actor: str | None, to_leg_id: str | None = None,
+                     to_agent_id: UUID | None = None) -> None:
         self.transfers += 1
         if self.held_since is not None:
             self.hold_s += max(0.0, (occurred_at - self.held_since).total_seconds())
             self.held_since = None
         if from_leg_id is not None:
             self.legs[from_leg_id]["ended_at"] = occurred_at
+        if to_leg_id is not None:
+            # handed to the answered consult leg: the conversation goes on
+            leg = self.legs[to_leg_id]
+            self.consult_leg_id = None
+            self.agent_id = leg["agent_id"] if to_agent_id is None else to_agent_id
+            self.leg_id = to_leg_id
+            self.state = CallState.CONNECTED
+            self.last_at = occurred_at
+            self._remember(command_id)
+            return
         self.agent_id = None
         self.leg_id = None
         # The caller waits for the target: in a queue, or as if queued while the
@@ -451,6 +497,126 @@ class Call(LianxinAggregate):
             self.queued_at = occurred_at
         self.last_at = occurred_at
         self._remember(command_id)
+
+    # -- consultation (attended transfer) ----------------------------------
+    def _live_consult(self, leg_id: str, action: str) -> dict[str, Any]:
+        if self.consult_leg_id is None or self.consult_leg_id != leg_id:
+            raise InvariantViolation(f"cannot {action}: {leg_id} is not this call's live "
+                                     "consult leg", call_id=str(self.id))
+        return self.legs[leg_id]
+
+    def alert_consult(self, agent_id: UUID, leg_id: str, endpoint: str, occurred_at: datetime,
+                      command_id: str | None = None, actor: str | None = None) -> None:
+        """The agent calls a colleague while the caller is connected or held
+        (first half of an attended transfer): the colleague's phone rings."""
+        if not isinstance(agent_id, UUID):
+            raise InvalidValue("agent_id must be an agent's id", field="agent_id")
+        require_text(leg_id, "leg_id")
+        require_text(endpoint or "", "endpoint", allow_empty=True)
+        self._must_be_talking("consult a colleague")
+        if self.consult_leg_id is not None:
+            raise InvariantViolation(f"consult leg {self.consult_leg_id} is already live",
+                                     call_id=str(self.id))
+        if leg_id in self.legs:
+            raise InvariantViolation(f"leg {leg_id} already exists", call_id=str(self.id))
+        if agent_id == self.agent_id:
+            raise InvariantViolation("the connected agent cannot consult themselves",
+                                     call_id=str(self.id))
+        self._consult_alerted(agent_id=agent_id, leg_id=leg_id, endpoint=endpoint or "",
+                              occurred_at=self._in_order(occurred_at), command_id=command_id,
+                              actor=actor)
+
+    @event("ConsultAlerted")
+    def _consult_alerted(self, agent_id: UUID, leg_id: str, endpoint: str,
+                         occurred_at: datetime, command_id: str | None,
+                         actor: str | None) -> None:
+        self.consult_leg_id = leg_id
+        self.legs[leg_id] = {"agent_id": agent_id, "alerted_at": occurred_at,
+                             "answered_at": None, "ended_at": None, "consult": True}
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def answer_consult(self, leg_id: str, occurred_at: datetime, command_id: str | None = None,
+                       actor: str | None = None) -> None:
+        require_text(leg_id, "leg_id")
+        self._must_be_talking("answer a consultation")
+        leg = self._live_consult(leg_id, "answer")
+        if leg["answered_at"] is not None:
+            raise InvariantViolation(f"consult leg {leg_id} has already answered",
+                                     call_id=str(self.id))
+        self._consult_answered(leg_id=leg_id, agent_id=leg["agent_id"],
+                               occurred_at=self._in_order(occurred_at), command_id=command_id,
+                               actor=actor)
+
+    @event("ConsultAnswered")
+    def _consult_answered(self, leg_id: str, agent_id: UUID, occurred_at: datetime,
+                          command_id: str | None, actor: str | None) -> None:
+        self.legs[leg_id]["answered_at"] = occurred_at
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def consult_missed(self, leg_id: str, outcome: str, occurred_at: datetime,
+                       command_id: str | None = None, actor: str | None = None) -> None:
+        """The colleague's phone rang out, was busy, or the agent gave up
+        before they answered (``canceled``). The caller stays with the agent."""
+        require_text(leg_id, "leg_id")
+        if outcome not in RING_OUTCOMES:
+            raise InvalidValue(f"outcome must be one of {sorted(RING_OUTCOMES)}", field="outcome")
+        self._must_be_talking("report a missed consultation")
+        leg = self._live_consult(leg_id, "report it missed")
+        if leg["answered_at"] is not None:
+            raise InvariantViolation(f"consult leg {leg_id} was answered: end it instead",
+                                     call_id=str(self.id))
+        self._consult_missed(leg_id=leg_id, agent_id=leg["agent_id"], outcome=outcome,
+                             occurred_at=self._in_order(occurred_at), command_id=command_id,
+                             actor=actor)
+
+    @event("ConsultMissed")
+    def _consult_missed(self, leg_id: str, agent_id: UUID, outcome: str, occurred_at: datetime,
+                        command_id: str | None, actor: str | None) -> None:
+        self.legs[leg_id]["ended_at"] = occurred_at
+        self.consult_leg_id = None
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def end_consult(self, leg_id: str, occurred_at: datetime, ended_by: str = "colleague",
+                    command_id: str | None = None, actor: str | None = None) -> None:
+        """An answered consultation is over without a transfer: the colleague
+        hung up, or the agent took the caller back."""
+        require_text(leg_id, "leg_id")
+        if ended_by not in CONSULT_ENDERS:
+            raise InvalidValue(f"ended_by must be one of {sorted(CONSULT_ENDERS)}",
+                               field="ended_by")
+        self._must_be_talking("end a consultation")
+        leg = self._live_consult(leg_id, "end it")
+        if leg["answered_at"] is None:
+            raise InvariantViolation(f"consult leg {leg_id} has not answered: report it missed",
+                                     call_id=str(self.id))
+        self._consult_ended(leg_id=leg_id, agent_id=leg["agent_id"], ended_by=ended_by,
+                            occurred_at=self._in_order(occurred_at), command_id=command_id,
+                            actor=actor)
+
+    @event("ConsultEnded")
+    def _consult_ended(self, leg_id: str, agent_id: UUID, ended_by: str, occurred_at: datetime,
+                       command_id: str | None, actor: str | None) -> None:
+        self.legs[leg_id]["ended_at"] = occurred_at
+        self.consult_leg_id = None
+        self.last_at = occurred_at
+        self._remember(command_id)
+
+    def _close_consult(self, occurred_at: datetime, actor: str | None) -> None:
+        """The call ends while a consult leg is live: that leg ends with it
+        (missed, canceled, if the colleague had not answered)."""
+        if self.consult_leg_id is None:
+            return
+        leg_id = self.consult_leg_id
+        leg = self.legs[leg_id]
+        if leg["answered_at"] is None:
+            self._consult_missed(leg_id=leg_id, agent_id=leg["agent_id"], outcome="canceled",
+                                 occurred_at=occurred_at, command_id=None, actor=actor)
+        else:
+            self._consult_ended(leg_id=leg_id, agent_id=leg["agent_id"], ended_by="call",
+                                occurred_at=occurred_at, command_id=None, actor=actor)
 
     def add_conference_party(self, party: str, occurred_at: datetime,
                              agent_id: UUID | None = None, command_id: str | None = None,
@@ -613,6 +779,7 @@ class Call(LianxinAggregate):
         abandoned = hung_up_by == "caller" and stage is not None and not (
             stage == "ivr" and self.self_service
         )
+        self._close_consult(occurred_at, actor)
         if abandoned:
             self._abandoned(stage=stage, queue=self.queue, leg_id=self.leg_id,
                             agent_id=self.agent_id, cause=cause or "", cause_code=cause_code,
@@ -625,9 +792,11 @@ class Call(LianxinAggregate):
     def force_disconnect(self, supervisor_id: str, occurred_at: datetime,
                          command_id: str | None = None, actor: str | None = None) -> None:
         self._must_be_live("force-disconnect")
+        occurred_at = self._in_order(occurred_at)
+        self._close_consult(occurred_at, actor or supervisor_id)
         self._ended(hung_up_by="supervisor", cause=f"forced by {supervisor_id}", cause_code=None,
                     leg_id=self.leg_id, agent_id=self.agent_id,
-                    occurred_at=self._in_order(occurred_at), command_id=command_id,
+                    occurred_at=occurred_at, command_id=command_id,
                     actor=actor or supervisor_id)
 
     def _close_open_parts(self, occurred_at: datetime) -> None:
@@ -638,6 +807,7 @@ class Call(LianxinAggregate):
             if leg["ended_at"] is None:
                 leg["ended_at"] = occurred_at
         self.monitors.clear()
+        self.consult_leg_id = None
         self.ended_at = occurred_at
         self.last_at = occurred_at
 

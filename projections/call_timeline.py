@@ -144,6 +144,12 @@ class CallTimelineProjection:
         elif name == "Answered":
             sets.append("answered_at=COALESCE(answered_at, ?)")
             args.append(when)
+        elif name == "Transferred" and getattr(event, "to_leg_id", None):
+            # handed to the answered consult leg: connected to the colleague
+            # at once (ConsultAlerted / ConsultAnswered came before)
+            sets += ["transfers=transfers+1", "agent_id=?", "state='connected'"]
+            to_agent = getattr(event, "to_agent_id", None)
+            args.append(str(to_agent) if to_agent is not None else None)
         elif name == "Transferred":
             sets += ["transfers=transfers+1", "agent_id=NULL",
                      "state=?"]

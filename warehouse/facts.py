@@ -17,7 +17,7 @@ _AGENT_IN = ", ".join(f"'{t}'" for t in AGENT_STATE_EVENTS)
 CALL_FIELDS = ["queue", "leg_id", "agent_id._data_", "menu", "digits", "hung_up_by", "cause",
                "stage", "kind", "target_type", "target", "from_leg_id", "score", "external_id",
                "direction", "dialed_number", "trunk", "caller_hash", "required_skills", "outcome",
-               "scale"]
+               "scale", "to_leg_id"]
 F = {name.split(".")[0]: i + 1 for i, name in enumerate(CALL_FIELDS)}
 _CALL_PATHS = "[" + ", ".join(f"'$.{p}'" for p in CALL_FIELDS) + "]"
 
@@ -158,7 +158,10 @@ SELECT *,
        last_value(CASE WHEN t = 'Queued' THEN {f('queue')}
                        WHEN t = 'Transferred' AND {f('target_type')} = 'queue' THEN {f('target')} END
                   IGNORE NULLS) OVER w AS cur_queue,
-       last_value(CASE WHEN t = 'AgentAlerted' THEN {f('leg_id')} END IGNORE NULLS) OVER w AS cur_leg
+       -- the leg serving the caller: the alerted agent's, or the consult leg
+       -- an attended transfer handed the call to (Transferred.to_leg_id)
+       last_value(CASE WHEN t = 'AgentAlerted' THEN {f('leg_id')}
+                       WHEN t = 'Transferred' THEN {f('to_leg_id')} END IGNORE NULLS) OVER w AS cur_leg
 FROM ce
 WINDOW w AS (PARTITION BY call_id ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
@@ -173,23 +176,30 @@ WHERE t = 'Held' AND hold_end IS NOT NULL;
 LEG_INSERT = f"""
 INSERT INTO fact_leg
 WITH alerts AS (
+    -- an agent's leg, or a colleague's consult leg (attended transfer)
     SELECT call_id, {f('leg_id')} AS leg_id, {f('agent_id')}::UUID AS agent_id, cur_queue AS queue,
            ts AS alerted_at, position
-    FROM ce_marks WHERE t = 'AgentAlerted'
+    FROM ce_marks WHERE t IN ('AgentAlerted', 'ConsultAlerted')
 ), offered AS (
     SELECT call_id, min(ts) AS offered_at FROM ce WHERE t = 'Offered' GROUP BY 1
 ), ans AS (
-    SELECT call_id, {f('leg_id')} AS leg_id, min(ts) AS answered_at FROM ce WHERE t = 'Answered' GROUP BY ALL
+    SELECT call_id, {f('leg_id')} AS leg_id, min(ts) AS answered_at FROM ce
+    WHERE t IN ('Answered', 'ConsultAnswered') GROUP BY ALL
 ), ends AS (
     SELECT call_id, CASE WHEN t = 'Transferred' THEN {f('from_leg_id')} ELSE {f('leg_id')} END AS leg_id,
            min(ts) AS ended_at,
            arg_min(CASE t WHEN 'RingNoAnswer' THEN 'ring_no_answer' WHEN 'Transferred' THEN 'transfer'
-                          WHEN 'Ended' THEN 'hangup' ELSE 'abandoned' END, v) AS end_reason,
+                          WHEN 'Ended' THEN 'hangup' WHEN 'ConsultMissed' THEN 'ring_no_answer'
+                          WHEN 'ConsultEnded' THEN 'consult_ended' ELSE 'abandoned' END, v)
+               AS end_reason,
            arg_min({f('outcome')}, v) AS rna_outcome,
            -- Who hung up, when the leg ended by a hang-up (not a transfer or a ring-no-answer).
            arg_min(CASE t WHEN 'Ended' THEN {f('hung_up_by')} WHEN 'Abandoned' THEN 'caller' END, v)
                AS hung_up_by
-    FROM ce WHERE t IN ('RingNoAnswer', 'Transferred', 'Ended', 'Abandoned')
+    -- a consult leg that the call was handed to ends with the call (its
+    -- leg_id on Ended); one that was not ends missed or ended
+    FROM ce WHERE t IN ('RingNoAnswer', 'Transferred', 'Ended', 'Abandoned', 'ConsultMissed',
+                        'ConsultEnded')
     GROUP BY ALL
 ), holds AS (
     SELECT call_id, leg_id, sum(hold_s) AS hold_s FROM ce_holds GROUP BY ALL

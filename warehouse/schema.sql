@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS fact_leg (
     answered_at TIMESTAMPTZ,
     ended_at TIMESTAMPTZ,
     outcome VARCHAR,               -- answered|no_answer|busy|unavailable|rejected|canceled|caller_hung_up|open
-    end_reason VARCHAR,            -- transfer|hangup|ring_no_answer|abandoned
+    end_reason VARCHAR,            -- transfer|hangup|ring_no_answer|abandoned|consult_ended
     hung_up_by VARCHAR,            -- caller|agent|system|supervisor when the leg ended by a hang-up
     ring_s DOUBLE,                 -- alert -> answer or end of ringing
     talk_s DOUBLE,

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from telephony_adapter.stasis.app import StasisApp
 
 
+def _consulting(leg: Any) -> bool:
+    """A consult leg still in progress: not gone, not being hung up."""
+    return leg.role == "consult" and not leg.released and not leg.canceled
+
+
 class CallControl:
     def __init__(self, app: StasisApp) -> None:
         if app.flow is None:
@@ -169,7 +174,7 @@ class CallControl:
         """Attended transfer, first half: the caller waits with music while
         the agent talks to the colleague."""
         view, plan = self._talking(call_id)
-        if any(leg.role == "consult" and not leg.released for leg in view.legs.values()):
+        if any(_consulting(leg) for leg in view.legs.values()):
             raise InvariantViolation("a consultation is already in progress")
         colleague = await self.flow.agent(employee_no)
         if colleague is None or colleague.state != AgentState.READY:
@@ -199,7 +204,7 @@ class CallControl:
 
     def _consult_leg(self, view: CallView):
         for leg in view.legs.values():
-            if leg.role == "consult" and not leg.released:
+            if _consulting(leg):
                 return leg
         raise InvariantViolation("no consultation in progress")
 
@@ -214,15 +219,13 @@ class CallControl:
         async with self.flow.lock_for(view.external_id):
             now = self._now()
             old_leg = view.agent_leg
+            # The colleague's alert and answer were recorded when Asterisk
+            # reported them (ConsultAlerted / ConsultAnswered): the transfer
+            # hands the call to their leg, nothing more.
             await self._run(
                 m.TransferCall(call_id=view.call_id, kind="attended", target_type="agent",
-                               target=leg.employee_no, occurred_at=now,
-                               command_id=self._cid(plan, "transfer", key)),
-                m.AlertAgent(call_id=view.call_id, employee_no=leg.employee_no,
-                             leg_id=leg.channel, occurred_at=now,
-                             command_id=plan.next_id("alert")),
-                m.AnswerCall(call_id=view.call_id, leg_id=leg.channel, occurred_at=now,
-                             command_id=plan.next_id("answer")))
+                               target=leg.employee_no, to_leg_id=leg.channel, occurred_at=now,
+                               command_id=self._cid(plan, "transfer", key)))
             self.flow.consulting.discard(leg.employee_no)  # ringing for the call now
             self._release_leg(view, old_leg)
             leg.role, leg.alerted = "agent", True
@@ -240,17 +243,19 @@ class CallControl:
         still up or ringing, is hung up. Also the way back after the
         colleague never answered (their leg is already gone)."""
         view, plan = self._talking(call_id)
-        leg = next((lg for lg in view.legs.values() if lg.role == "consult" and not lg.released),
-                   None)
+        leg = next((lg for lg in view.legs.values() if _consulting(lg)), None)
         tried = any(lg.role == "consult" for lg in view.legs.values())
         if leg is None and not (tried and view.state == "held"):
             raise InvariantViolation("no consultation in progress")
         if leg is not None:
             async with self.flow.lock_for(view.external_id):
-                leg.released = True
+                # the tracker records the leg's end (ConsultEnded by the agent,
+                # or ConsultMissed canceled) when Asterisk reports it gone
+                leg.canceled = True
                 await self.flow.ari("DELETE", f"/channels/{leg.channel}")
                 await self.flow.resync_agent(leg.employee_no)
-        await self.unhold(call_id)
+        if view.state == "held":
+            await self.unhold(call_id)
 
     # -- conference ------------------------------------------------------------------
     async def add_party(self, call_id: UUID | str, endpoint: str, party: str) -> str:

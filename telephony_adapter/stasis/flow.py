@@ -97,8 +97,8 @@ class CallFlow:
         self._locks: dict[str, asyncio.Lock] = {}
         self.originated = 0
         self.listeners: dict[str, tuple[str, str]] = {}  # supervisor phone -> (bridge, snoop)
-        # colleagues on a consultation: out of routing whatever their record
-        # says (the store still shows them ready, see docs/telephony-stasis.md)
+        # colleagues on a consultation: out of routing from the moment we call
+        # them, before their record shows them ringing (ConsultAlerted)
         self.consulting: set[str] = set()
         self.endpoints: dict[str, str] = {}  # phone -> employee logged in on it
         app.tracker.agent_of_endpoint = self.endpoints.get
@@ -497,15 +497,10 @@ class CallFlow:
 
     async def _consult_unanswered(self, sig: Signal) -> None:
         """The colleague's phone rang out (or was busy): as with a leg the
-        ACD rang, they are put not-ready so nobody else is sent to an empty
-        desk. The call itself stays on hold with the first agent."""
-        agent = await self.agent(sig.employee_no)
-        self.consulting.discard(sig.employee_no)
-        if agent is not None and agent.state == AgentState.READY and sig.detail != "canceled":
-            await self.submit(m.MakeNotReady(employee_no=sig.employee_no, reason="ring_no_answer",
-                                             occurred_at=sig.at or self.now(),
-                                             command_id=f"consult-rna:{sig.channel}"))
-            return
+        ACD rang, the tracker's ``ReportConsultMissed`` puts them not-ready
+        (``ring_no_answer``) so nobody else is sent to an empty desk. The call
+        itself stays on hold with the first agent. Routing follows their
+        record again."""
         await self.resync_agent(sig.employee_no)
 
     async def _on_leg_answered(self, sig: Signal) -> None:

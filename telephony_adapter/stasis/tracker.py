@@ -58,6 +58,7 @@ class Leg:
     alerted: bool = False
     answered: bool = False
     released: bool = False  # transferred away or hung up
+    canceled: bool = False  # a consult leg the agent hung up (taking the caller back)
 
 
 @dataclass
@@ -186,6 +187,18 @@ class CallTracker:
         view.state = "ringing"
         view.agent_leg = leg.channel
 
+    def _alert_consult(self, view: CallView, leg: Leg, ev: dict[str, Any],
+                       out: Translation) -> None:
+        """The colleague's phone rings for a consultation (attended transfer
+        through the API) while the caller is connected or held."""
+        if leg.alerted or not view.live or view.state not in ("connected", "held"):
+            return
+        leg.alerted = True
+        out.commands.append(m.AlertConsult(call_id=view.call_id, employee_no=leg.employee_no,
+                                           leg_id=leg.channel,
+                                           endpoint=_endpoint_of(ev.get("channel") or {}),
+                                           **self._kw(ev, "consult-alert", leg.channel)))
+
     def _leg_for_new_channel(self, ev: dict[str, Any], ch: dict[str, Any]) -> tuple[CallView, Leg] | None:
         cid = str(ch.get("id", ""))
         if cid in self.channels:
@@ -262,7 +275,12 @@ class CallTracker:
                                           "party", timestamp(ev)))
                 return
             if leg.role == "consult":
+                self._alert_consult(view, leg, ev, out)
+                if not leg.alerted or leg.answered:
+                    return
                 leg.answered = True
+                out.commands.append(m.AnswerConsult(call_id=view.call_id, leg_id=cid,
+                                                    **self._kw(ev, "consult-answer")))
                 out.signals.append(Signal("leg_answered", view.external_id, cid, leg.employee_no,
                                           "consult", timestamp(ev)))
                 return
@@ -329,6 +347,8 @@ class CallTracker:
         view, leg = found
         if leg.role == "agent":
             self._alert(view, leg, ev, out)
+        elif leg.role == "consult":
+            self._alert_consult(view, leg, ev, out)
 
     def _on_ChannelHangupRequest(self, ev: dict[str, Any], out: Translation) -> None:
         view = self.calls.get(channel_id(ev))
@@ -422,9 +442,25 @@ class CallTracker:
                                                             **self._kw(ev, "conf-leave")))
             return
         if leg.role == "consult":
+            outcome = RING_OUTCOME_BY_CAUSE.get(cause, "unavailable")
+            if leg.canceled:
+                outcome = "canceled"  # the agent took the caller back
+            elif outcome == "canceled":
+                outcome = "no_answer"  # we cancelled it: the ring timed out
+            if view.live and leg.alerted and view.state in ("connected", "held"):
+                if leg.answered:
+                    out.commands.append(m.EndConsult(
+                        call_id=view.call_id, leg_id=leg.channel,
+                        ended_by="agent" if leg.canceled else "colleague",
+                        wrap_up=False,  # they only consulted: back to ready
+                        **self._kw(ev, "consult-end")))
+                else:
+                    out.commands.append(m.ReportConsultMissed(
+                        call_id=view.call_id, leg_id=leg.channel, outcome=outcome,
+                        **self._kw(ev, "consult-missed")))
             out.signals.append(Signal("leg_failed" if not leg.answered else "consult_ended",
                                       view.external_id, leg.channel, leg.employee_no,
-                                      RING_OUTCOME_BY_CAUSE.get(cause, "unavailable"), timestamp(ev)))
+                                      outcome, timestamp(ev)))
             return
         if not view.live:
             return

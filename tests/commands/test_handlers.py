@@ -167,3 +167,109 @@ def test_caller_number_is_pseudonymised_consistently(lianxin):
                                caller_number="13900000000")).aggregate_id
     ha, hb, hc = (get(lianxin, x).caller_hash for x in (a, b, c))
     assert ha == hb != hc and "13800000000" not in ha
+
+
+def _consulting_call(svc):
+    """1001 talks with the caller, holds them and calls 1002."""
+    staff(svc, "1001", "1002")
+    cid = queued_call(svc)
+    svc.handle(m.AlertAgent(call_id=cid, employee_no="1001", leg_id="leg-1", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=cid, occurred_at=at(9)))
+    svc.handle(m.HoldCall(call_id=cid, occurred_at=at(20)))
+    svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", leg_id="consult-1",
+                              command_id="ari:consult-alert:1", occurred_at=at(21)))
+    return cid
+
+
+def test_a_consult_leg_moves_the_colleague_through_ringing_and_on_call_then_hands_over(lianxin):
+    svc = lianxin.commands
+    cid = _consulting_call(svc)
+    colleague = get(lianxin, agent_id_for("1002"))
+    assert colleague.state == AgentState.RINGING and colleague.call_id == cid
+    assert colleague.state_since == at(21)
+    again = svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", leg_id="consult-1",
+                                      command_id="ari:consult-alert:1", occurred_at=at(21)))
+    assert again.duplicate and again.new_events == 0
+    svc.handle(m.AnswerConsult(call_id=cid, command_id="ari:consult-answer:1",
+                               occurred_at=at(26)))
+    assert svc.handle(m.AnswerConsult(call_id=cid, command_id="ari:consult-answer:1",
+                                      occurred_at=at(26))).duplicate
+    assert get(lianxin, agent_id_for("1002")).state == AgentState.ON_CALL
+    assert get(lianxin, agent_id_for("1001")).state == AgentState.ON_CALL
+    # the target must be the colleague on that leg
+    with pytest.raises(InvalidValue, match="is not agent 1003"):
+        svc.handle(m.TransferCall(call_id=cid, kind="attended", target_type="agent",
+                                  target="1003", to_leg_id="consult-1", occurred_at=at(40)))
+    svc.handle(m.TransferCall(call_id=cid, kind="attended", target_type="agent", target="1002",
+                              to_leg_id="consult-1", occurred_at=at(40)))
+    call = get(lianxin, cid)
+    assert call.state == CallState.CONNECTED and call.agent_id == agent_id_for("1002")
+    assert call.legs["consult-1"]["answered_at"] == at(26)
+    first = get(lianxin, agent_id_for("1001"))
+    assert first.state == AgentState.WRAP_UP and first.state_since == at(40)
+    colleague = get(lianxin, agent_id_for("1002"))
+    assert colleague.state == AgentState.ON_CALL and colleague.state_since == at(26)
+    svc.handle(m.EndCall(call_id=cid, hung_up_by="caller", occurred_at=at(90)))
+    assert get(lianxin, agent_id_for("1002")).state == AgentState.WRAP_UP
+    svc.handle(m.CompleteWrapUp(call_id=cid, employee_no="1002", occurred_at=at(100)))
+
+
+def test_a_missed_or_ended_consultation_releases_the_colleague(lianxin):
+    svc = lianxin.commands
+    cid = _consulting_call(svc)
+    svc.handle(m.ReportConsultMissed(call_id=cid, outcome="no_answer", occurred_at=at(36)))
+    colleague = get(lianxin, agent_id_for("1002"))
+    assert colleague.state == AgentState.NOT_READY and colleague.reason == "ring_no_answer"
+    svc.handle(m.MakeReady(employee_no="1002", occurred_at=at(37)))
+    svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", occurred_at=at(38)))
+    svc.handle(m.AnswerConsult(call_id=cid, occurred_at=at(40)))
+    svc.handle(m.EndConsult(call_id=cid, ended_by="agent", wrap_up=False, occurred_at=at(50)))
+    colleague = get(lianxin, agent_id_for("1002"))
+    assert colleague.state == AgentState.READY and colleague.ready_since == at(50)
+    assert get(lianxin, cid).consult_leg_id is None
+    # a colleague ringing when the caller hangs up is free again, not to blame
+    svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", occurred_at=at(55)))
+    svc.handle(m.EndCall(call_id=cid, hung_up_by="caller", occurred_at=at(58)))
+    assert get(lianxin, agent_id_for("1002")).state == AgentState.READY
+    assert get(lianxin, agent_id_for("1001")).state == AgentState.WRAP_UP
+
+
+def test_consulting_a_colleague_who_is_not_ready_changes_nothing(lianxin):
+    svc = lianxin.commands
+    staff(svc, "1001", "1002")
+    cid = queued_call(svc)
+    svc.handle(m.AlertAgent(call_id=cid, employee_no="1001", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=cid, occurred_at=at(9)))
+    svc.handle(m.MakeNotReady(employee_no="1002", reason="meal", occurred_at=at(10)))
+    before = lianxin.app.max_position()
+    with pytest.raises(InvariantViolation, match="not ready"):
+        svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", occurred_at=at(21)))
+    with pytest.raises(InvariantViolation, match="no consult leg"):
+        svc.handle(m.AnswerConsult(call_id=cid, occurred_at=at(22)))
+    assert lianxin.app.max_position() == before
+    assert get(lianxin, cid).consult_leg_id is None
+
+
+def test_the_call_timeline_shows_the_consult_leg_and_the_hand_over(lianxin):
+    from queries.calls import call_events, get_call
+
+    svc = lianxin.commands
+    cid = _consulting_call(svc)
+    svc.handle(m.AnswerConsult(call_id=cid, occurred_at=at(26)))
+    lianxin.read_models().run_once()
+    row = get_call(lianxin, cid)
+    assert (row["state"], row["employee_no"]) == ("held", "1001")  # still the first agent's
+    svc.handle(m.TransferCall(call_id=cid, kind="attended", target_type="agent", target="1002",
+                              to_leg_id="consult-1", occurred_at=at(40)))
+    lianxin.read_models().run_once()
+    row = get_call(lianxin, cid)
+    assert (row["state"], row["employee_no"], row["transfers"]) == ("connected", "1002", 1)
+    events = call_events(lianxin, cid)
+    assert [e["event_type"] for e in events][-4:] == [
+        "Held", "ConsultAlerted", "ConsultAnswered", "Transferred"]
+    alerted, answered, xfer = events[-3:]
+    assert (alerted["offset_s"], answered["offset_s"], xfer["offset_s"]) == (19, 24, 38)
+    assert alerted["fields"]["leg_id"] == "consult-1"
+    assert alerted["fields"]["agent_id"] == str(agent_id_for("1002"))
+    assert xfer["fields"]["to_leg_id"] == "consult-1"
+    assert xfer["fields"]["to_agent_id"] == str(agent_id_for("1002"))

@@ -369,3 +369,202 @@ def test_an_outbound_calls_dialed_number_is_the_customers_and_kept_in_pii():
                          caller_number=None, dialed_hash="ignored", occurred_at=at(0))
     (offered,) = inbound.collect_events()
     assert (offered.dialed_number, offered.dialed_hash, offered.pii) == ("95598", "", {})
+
+
+# -- consultation (attended transfer) -----------------------------------------
+def consulting(answered: bool = True) -> tuple[Call, object, object]:
+    """A connected call, the caller held, a colleague alerted (and answered)."""
+    call, agent = connected()
+    call.hold(at(20))
+    colleague = uuid4()
+    call.alert_consult(colleague, "consult-1", "PJSIP/1002", at(21))
+    if answered:
+        call.answer_consult("consult-1", at(25))
+    return call, agent, colleague
+
+
+def test_a_consult_leg_is_alerted_and_answered_while_the_caller_waits():
+    call, agent, colleague = consulting()
+    assert names(call)[-3:] == ["Held", "ConsultAlerted", "ConsultAnswered"]
+    # the call stays with the first agent, on hold, during the consultation
+    assert call.state == CallState.HELD and call.agent_id == agent and call.leg_id == "leg-1"
+    assert call.consult_leg_id == "consult-1"
+    assert call.legs["consult-1"]["agent_id"] == colleague
+    assert call.legs["consult-1"]["alerted_at"] == at(21)
+    assert call.legs["consult-1"]["answered_at"] == at(25)
+    assert call.answered_at == at(14)  # the call's answer is the first agent's
+
+
+def test_a_consultation_may_start_while_connected():
+    call, agent = connected()
+    call.alert_consult(uuid4(), "consult-1", "", at(20))
+    assert call.state == CallState.CONNECTED and call.consult_leg_id == "consult-1"
+
+
+def test_attended_transfer_hands_the_call_to_the_answered_consult_leg():
+    call, agent, colleague = consulting()
+    call.collect_events()
+    call.transfer("attended", "agent", "1002", at(40), to_leg_id="consult-1")
+    (xfer,) = call.collect_events()
+    assert type(xfer).__name__ == "Transferred"
+    assert (xfer.from_leg_id, xfer.from_agent_id) == ("leg-1", agent)
+    assert (xfer.to_leg_id, xfer.to_agent_id) == ("consult-1", colleague)
+    # connected to the colleague at once, no second alert or answer
+    assert call.state == CallState.CONNECTED
+    assert call.agent_id == colleague and call.leg_id == "consult-1"
+    assert call.consult_leg_id is None and call.transfers == 1
+    assert call.legs["leg-1"]["ended_at"] == at(40)
+    assert call.legs["consult-1"]["answered_at"] == at(25)
+    assert call.held_since is None and call.hold_s == 20  # the hold ended with the transfer
+    # the colleague is now the call's agent: they hold, hang up, wrap up
+    call.hold(at(50))
+    call.resume(at(52))
+    call.end("agent", "normal", at(60))
+    assert call.legs["consult-1"]["ended_at"] == at(60)
+    call.complete_wrap_up(colleague, ["billing"], at(70))
+
+
+def test_a_transfer_to_a_consult_leg_is_checked():
+    call, _, _ = consulting(answered=False)
+    # values first: only an attended transfer to an agent goes to a consult leg
+    with pytest.raises(InvalidValue, match="to_leg_id"):
+        call.transfer("blind", "agent", "1002", at(30), to_leg_id="consult-1")
+    with pytest.raises(InvalidValue, match="to_leg_id"):
+        call.transfer("attended", "queue", "billing", at(30), to_leg_id="consult-1")
+    with pytest.raises(InvalidValue, match="to_leg_id"):
+        call.transfer("attended", "agent", "1002", at(30), to_leg_id="")
+    with pytest.raises(InvariantViolation, match="not answered"):
+        call.transfer("attended", "agent", "1002", at(30), to_leg_id="consult-1")
+    with pytest.raises(InvariantViolation, match="live consult leg"):
+        call.transfer("attended", "agent", "1002", at(30), to_leg_id="other-leg")
+    # a transfer elsewhere would leave the colleague's leg hanging
+    with pytest.raises(InvariantViolation, match="consult leg consult-1 is live"):
+        call.transfer("blind", "queue", "billing", at(30))
+    fresh, _ = connected()
+    with pytest.raises(InvariantViolation, match="live consult leg"):
+        fresh.transfer("attended", "agent", "1002", at(30), to_leg_id="consult-1")
+    assert call.state == CallState.HELD and call.consult_leg_id == "consult-1"
+
+
+def test_old_transfers_without_a_consult_leg_keep_their_meaning():
+    call, agent = connected()
+    call.collect_events()
+    call.transfer("attended", "agent", "1002", at(40))
+    (xfer,) = call.collect_events()
+    assert xfer.to_leg_id is None and xfer.to_agent_id is None
+    assert call.state == CallState.QUEUED and call.agent_id is None
+    # an event stored before the field existed: the caller waits for the target
+    stored = {k: v for k, v in xfer.__dict__.items() if k not in ("to_leg_id", "to_agent_id")}
+    old = object.__new__(type(xfer))
+    object.__setattr__(old, "__dict__", stored)
+    assert old.to_leg_id is None
+    replayed, _ = connected()
+    replayed.collect_events()
+    old.__dict__["originator_version"] = replayed.version + 1
+    old.apply(replayed)
+    assert replayed.state == CallState.QUEUED and replayed.agent_id is None
+    assert replayed.legs["leg-1"]["ended_at"] == at(40)
+
+
+def test_a_missed_consultation_leaves_the_caller_with_the_agent():
+    call, agent, colleague = consulting(answered=False)
+    call.consult_missed("consult-1", "no_answer", at(36))
+    assert names(call)[-1] == "ConsultMissed"
+    assert call.consult_leg_id is None and call.legs["consult-1"]["ended_at"] == at(36)
+    assert call.state == CallState.HELD and call.agent_id == agent
+    # the agent may consult again, someone else or the same colleague
+    call.alert_consult(colleague, "consult-2", "PJSIP/1002", at(40))
+    call.consult_missed("consult-2", "busy", at(41))
+    call.alert_consult(colleague, "consult-3", "PJSIP/1002", at(42))
+    call.consult_missed("consult-3", "canceled", at(43))
+
+
+def test_a_consultation_that_ends_without_transfer_gives_the_call_back():
+    call, agent, colleague = consulting()
+    call.resume(at(30))  # the agent takes the caller back
+    call.end_consult("consult-1", at(31), ended_by="agent")
+    events = call.collect_events()
+    assert type(events[-1]).__name__ == "ConsultEnded"
+    assert (events[-1].agent_id, events[-1].ended_by) == (colleague, "agent")
+    assert call.consult_leg_id is None and call.legs["consult-1"]["ended_at"] == at(31)
+    assert call.state == CallState.CONNECTED and call.agent_id == agent
+    # the colleague hanging up is the default
+    call.alert_consult(colleague, "consult-2", "", at(40))
+    call.answer_consult("consult-2", at(41))
+    call.end_consult("consult-2", at(45))
+    assert call.collect_events()[-1].ended_by == "colleague"
+
+
+def test_consult_transitions_refuse_the_wrong_state_and_bad_values():
+    call, agent = connected()
+    colleague = uuid4()
+    # values before state
+    with pytest.raises(InvalidValue, match="agent_id"):
+        call.alert_consult("1002", "consult-1", "", at(20))
+    with pytest.raises(InvalidValue, match="leg_id"):
+        call.alert_consult(colleague, "", "", at(20))
+    with pytest.raises(InvalidValue, match="outcome"):
+        call.consult_missed("consult-1", "lost", at(20))
+    with pytest.raises(InvalidValue, match="ended_by"):
+        call.end_consult("consult-1", at(20), ended_by="nobody")
+    with pytest.raises(InvalidValue, match="leg_id"):
+        call.answer_consult("", at(20))
+    # nothing to answer, miss or end yet
+    for act in (lambda: call.answer_consult("consult-1", at(20)),
+                lambda: call.consult_missed("consult-1", "no_answer", at(20)),
+                lambda: call.end_consult("consult-1", at(20))):
+        with pytest.raises(InvariantViolation):
+            act()
+    with pytest.raises(InvariantViolation, match="themselves"):
+        call.alert_consult(agent, "consult-1", "", at(20))
+    with pytest.raises(InvariantViolation, match="already exists"):
+        call.alert_consult(colleague, "leg-1", "", at(20))
+    call.alert_consult(colleague, "consult-1", "", at(20))
+    # at most one live consult leg
+    with pytest.raises(InvariantViolation, match="already live"):
+        call.alert_consult(uuid4(), "consult-2", "", at(21))
+    with pytest.raises(InvariantViolation, match="has not answered"):
+        call.end_consult("consult-1", at(21))
+    with pytest.raises(InvariantViolation, match="live consult leg"):
+        call.answer_consult("consult-9", at(21))
+    call.answer_consult("consult-1", at(22))
+    with pytest.raises(InvariantViolation, match="already answered"):
+        call.answer_consult("consult-1", at(23))
+    with pytest.raises(InvariantViolation, match="end it instead"):
+        call.consult_missed("consult-1", "no_answer", at(23))
+    # only during a conversation
+    queued = offered()
+    queued.enqueue("power", at(5))
+    with pytest.raises(InvariantViolation, match="not connected"):
+        queued.alert_consult(colleague, "consult-1", "", at(6))
+    # the refusals left no event
+    assert names(call) == ["Offered", "IvrEntered", "Queued", "AgentAlerted", "Answered",
+                           "ConsultAlerted", "ConsultAnswered"]
+
+
+def test_ending_the_call_ends_a_live_consult_leg():
+    call, agent, colleague = consulting()
+    call.collect_events()
+    call.end("caller", "normal", at(50))
+    assert names(call) == ["ConsultEnded", "Ended"]
+    assert call.consult_leg_id is None and call.legs["consult-1"]["ended_at"] == at(50)
+    ringing, _, _ = consulting(answered=False)
+    ringing.collect_events()
+    ringing.force_disconnect("sup-1", at(50))
+    events = ringing.collect_events()
+    assert [type(e).__name__ for e in events] == ["ConsultMissed", "Ended"]
+    assert events[0].outcome == "canceled" and events[0].actor == "sup-1"
+    assert ringing.state == CallState.ENDED and ringing.consult_leg_id is None
+    with pytest.raises(InvariantViolation):
+        ringing.alert_consult(colleague, "consult-2", "", at(51))
+
+
+def test_a_consult_leg_replays_from_its_events():
+    call, agent, colleague = consulting()
+    call.transfer("attended", "agent", "1002", at(40), to_leg_id="consult-1")
+    events = call.collect_events()
+    replayed = None
+    for e in events:
+        replayed = e.mutate(replayed)
+    assert replayed.state == CallState.CONNECTED and replayed.agent_id == colleague
+    assert replayed.legs == call.legs and replayed.consult_leg_id is None

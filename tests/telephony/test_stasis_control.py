@@ -88,6 +88,15 @@ async def test_blind_transfer_by_the_agent_phone_refer(sqlite_lianxin):
         await s.call_state(ch, "ended")
 
 
+def _sim_event(s, kind, channel):
+    return next(e for e in s.sim.events
+                if e["type"] == kind and (e.get("channel") or {}).get("id") == channel)
+
+
+def _agent_state(lx, employee_no):
+    return lx.app.repository.get(agent_id_for(employee_no)).state
+
+
 async def test_attended_transfer_consults_then_hands_over(sqlite_lianxin):
     lx = sqlite_lianxin
     async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
@@ -96,18 +105,45 @@ async def test_attended_transfer_consults_then_hands_over(sqlite_lianxin):
         start = lx.app.max_position()
         r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
         assert r.status_code == 200, r.text
+        consult = r.json()["channel"]
+        # the colleague's phone rings: their record says so, during the consultation
+        await s.until(lambda: _agent_state(lx, other) == AgentState.RINGING,
+                      what="colleague ringing")
+        assert s.call(ch).consult_leg_id == consult
         early = await http.post(f"/telephony/calls/{call.id}/consult/complete")
         assert early.status_code == 409  # the colleague has not answered yet
-        consult = r.json()["channel"]
         await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
+        await s.until(lambda: _agent_state(lx, other) == AgentState.ON_CALL,
+                      what="colleague on the call")
+        held = s.call(ch)
+        assert held.state.value == "held" and held.agent_id == first  # still the first agent's
         r = await http.post(f"/telephony/calls/{call.id}/consult/complete")
         assert r.status_code == 200, r.text
         after = await s.call_state(ch, "connected")
-        assert after.agent_id == agent_id_for(other)
-        assert [k for k in kinds(lx, start) if "Recording" not in k] == [
-            "Call.Held", "Call.Transferred", "Call.AgentAlerted", "Call.Answered"]
+        assert after.agent_id == agent_id_for(other) and after.leg_id == consult
+        evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")
+               and "Recording" not in type(e).__qualname__]
+        assert names(evs) == ["Call.Held", "Call.ConsultAlerted", "Call.ConsultAnswered",
+                              "Call.Transferred"]
+        alerted, answered, xfer = evs[1:]
+        # stamped when Asterisk reported the colleague's phone ringing and answering
+        assert alerted.occurred_at == datetime.fromisoformat(
+            _sim_event(s, "ChannelCreated", consult)["timestamp"])
+        assert answered.occurred_at == datetime.fromisoformat(
+            _sim_event(s, "StasisStart", consult)["timestamp"])
+        assert alerted.occurred_at < answered.occurred_at < xfer.occurred_at
+        assert (alerted.agent_id, alerted.leg_id) == (agent_id_for(other), consult)
+        assert (xfer.kind, xfer.target_type, xfer.target, xfer.to_leg_id) == (
+            "attended", "agent", other, consult)
+        assert after.legs[consult]["answered_at"] == answered.occurred_at
+        assert _agent_state(lx, other) == AgentState.ON_CALL
+        assert lx.app.repository.get(first).state == AgentState.WRAP_UP
+        await s.until(lambda: _in_bridge(s, f"call-{ch}", consult)
+                      and _in_bridge(s, f"call-{ch}", ch), what="caller and colleague bridged")
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
+        await s.until(lambda: _agent_state(lx, other) == AgentState.WRAP_UP,
+                      what="colleague released")
 
 
 async def test_three_way_conference_and_supervisor_listen_and_barge(sqlite_lianxin):
@@ -216,10 +252,17 @@ async def test_a_cancelled_consultation_returns_the_caller_and_the_colleague(sql
         consult = r.json()["channel"]
         await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
         assert s.call(ch).state.value == "held"
+        assert _agent_state(lx, other) == AgentState.ON_CALL  # talking with the agent
         r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
         assert r.status_code == 200, r.text
         back = await s.call_state(ch, "connected")
         assert back.agent_id == call.agent_id
+        ended = await s.until(lambda: s.call(ch).consult_leg_id is None and s.call(ch),
+                              what="consult leg ended")
+        assert ended.legs[consult]["ended_at"] == datetime.fromisoformat(
+            _sim_event(s, "ChannelDestroyed", consult)["timestamp"])
+        await s.until(lambda: _agent_state(lx, other) == AgentState.READY,
+                      what="colleague ready again")
         # the colleague is routable again: they take the next caller
         nxt = s.sim.place_call(caller="2")
         await s.call_state(nxt, "ivr")
@@ -239,12 +282,21 @@ async def test_an_unanswered_consultation_puts_the_colleague_not_ready(sqlite_li
         r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
         assert r.status_code == 200, r.text
         consult = r.json()["channel"]
+        await s.until(lambda: _agent_state(lx, other) == AgentState.RINGING,
+                      what="colleague ringing")
+        start = lx.app.max_position()
         # the general queue's ring timeout (15 simulated s) ends the consult leg
         await s.until(lambda: consult not in s.sim.channel_ids(), what="consult leg gone")
         colleague = await s.until(
             lambda: (a := lx.app.repository.get(agent_id_for(other))).state
             == AgentState.NOT_READY and a, what="colleague not ready")
         assert colleague.reason == "ring_no_answer"
+        (missed,) = [e for e in events_since(lx, start)
+                     if type(e).__qualname__ == "Call.ConsultMissed"]
+        gone = _sim_event(s, "ChannelDestroyed", consult)
+        assert (missed.leg_id, missed.outcome) == (consult, "no_answer")
+        assert missed.occurred_at == datetime.fromisoformat(gone["timestamp"])
+        assert s.call(ch).consult_leg_id is None
         assert s.call(ch).state.value == "held"  # still with the first agent
         # the agent takes the caller back although there is no leg left to cancel
         r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
