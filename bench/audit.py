@@ -21,9 +21,12 @@ call lifecycles of 17 events). Then, on those records:
   sha256 per record over its canonical bytes (a naive client-side pass,
   no chaining);
 * verify with 1 worker and with one worker per core (at least 2, at most
-  4; the range is split and checked in parallel): with the C verifier
-  (queries/_fastchain.c, SQLite) the workers are threads; on PostgreSQL the
-  C module does the link step only and the workers are processes;
+  4; the range is split at page boundaries and checked in parallel): with
+  the C verifier (queries/_fastchain.c on SQLite, queries/_fastchain_pg.c on
+  PostgreSQL, each thread with its own libpq connection) the workers are
+  threads; on PostgreSQL without the libpq module the server hashes the
+  leaves, queries._fastchain does the link step and the workers are
+  processes;
 * when the C module is built, also the pure-Python verifier, 1 worker
   (``LIANXIN_AUDIT_VERIFIER=python``), for comparison.
 

@@ -28,8 +28,14 @@ link, compare with every stored value) runs in C with the GIL released, the
 range split between threads; where its form disagrees it stops, and the
 Python verifier decides that page exactly as it would have on its own, so the
 verdicts are the Python verifier's (tested against every kind of tampering).
-On PostgreSQL the server hashes the leaves and C does the link step. Without
-the module, or with ``LIANXIN_AUDIT_VERIFIER=python``, everything is Python.
+On PostgreSQL the same loop runs in a separate module (queries/_fastchain_pg.c,
+linked to libpq, so a machine without libpq still gets the SQLite one): each
+thread reads its span's events and chain rows with its own connection
+(binary COPY, page by page), builds the canonical bytes and hashes leaf and
+link client-side, under the same contract. Without that module PostgreSQL
+is verified by the Python verifier, with the server hashing the leaves and
+C (queries._fastchain) doing the link step. Without the modules, or with
+``LIANXIN_AUDIT_VERIFIER=python``, everything is Python.
 
 Within a slice, reader threads (each with its own connection) fetch the next
 pages' leaf digests while the caller chains the current page: on PostgreSQL
@@ -449,7 +455,7 @@ class Verification:
     seconds: float = 0.0
     workers: int = 1  # worker processes (Python verifier) or threads (C verifier)
     notes: list[str] = field(default_factory=list)
-    verifier: str = "python"  # "c" (SQLite, queries/_fastchain.c), "python, C links", "python"
+    verifier: str = "python"  # "c" (queries/_fastchain.c, _fastchain_pg.c), "python, C links", "python"
 
     @property
     def events_per_s(self) -> float:
@@ -679,20 +685,41 @@ def _verify_slice(params: dict[str, Any], lo: int, hi: int, page: int = PAGE,
 
 
 # -- the C fast path (queries/_fastchain.c, built by setup.py when it can be) --
-def _fast() -> Any:
+def _fast(name: str = "queries._fastchain") -> Any:
     """The C module, or None: not built on this machine (no compiler or
     headers at install time), or LIANXIN_AUDIT_VERIFIER=python."""
     if os.environ.get("LIANXIN_AUDIT_VERIFIER", "").lower() == "python":
         return None
     try:
-        return importlib.import_module("queries._fastchain")
+        return importlib.import_module(name)
     except ImportError:
         return None
 
 
+def _fast_pg() -> Any:
+    """The PostgreSQL C verifier (queries/_fastchain_pg.c, linked to libpq),
+    or None: a separate module, so a machine without libpq still has the
+    SQLite one."""
+    return _fast("queries._fastchain_pg")
+
+
+# psycopg's own connect() arguments, not libpq connection keywords.
+_NOT_LIBPQ = {"autocommit", "prepare_threshold", "row_factory", "cursor_factory", "context",
+              "client_encoding"}
+
+
+def _libpq_conninfo(conninfo: dict[str, Any]) -> list[tuple[str, str]]:
+    """The connection settings the Python side uses (host, port, user,
+    password, dbname, ...) as libpq keyword/value pairs for the C verifier;
+    UTF-8, the encoding ``canonical`` hashes topics in."""
+    pairs = [(k, str(v)) for k, v in conninfo.items() if v is not None and k not in _NOT_LIBPQ]
+    return pairs + [("client_encoding", "UTF8"), ("application_name", "lianxin audit verify")]
+
+
 def _verify_c(fast: Any, params: dict[str, Any], lo: int, hi: int, page: int,
               threads: int) -> _Slice:
-    """SQLite with the C verifier: (lo, hi] split at page boundaries between
+    """The C verifier (SQLite: queries._fastchain; PostgreSQL:
+    queries._fastchain_pg, each thread its own connection): (lo, hi] split at page boundaries between
     ``threads`` threads (the C loop releases the GIL), each from the stored
     chain value at its start, like worker processes but without spawning
     any. Where the C form stops, the Python verifier decides that page (the
@@ -720,6 +747,9 @@ def _verify_c(fast: Any, params: dict[str, Any], lo: int, hi: int, page: int,
 def _c_run(fast: Any, params: dict[str, Any], lo: int, hi: int, start: bytes,
            page: int) -> tuple[Any, ...] | None:
     try:
+        if params["kind"] == "postgres":
+            return fast.verify_postgres(_libpq_conninfo(params["conninfo"]), params["schema"],
+                                        params["table"], lo, hi, start, page)
         return fast.verify_sqlite(params["path"], params["table"], lo, hi, start, page)
     except OSError:
         return None  # not readable from C: the Python verifier reads the span
@@ -763,7 +793,7 @@ def verify(app_or_params: Any, start: int | None = None, stop: int | None = None
            workers: int | None = None, page: int = PAGE) -> Verification:
     """Recompute the chain over positions ``start..stop`` (inclusive; default
     the whole log) and compare it with the stored chain. ``workers``: worker
-    processes for the Python verifier, threads for the C one (SQLite)."""
+    processes for the Python verifier, threads for the C one."""
     params = app_or_params if isinstance(app_or_params, dict) else source_params(app_or_params)
     t0 = time.perf_counter()
     src = open_source(params)
@@ -782,10 +812,11 @@ def verify(app_or_params: Any, start: int | None = None, stop: int | None = None
         notes.append(f"the log ends at position {max(ev_max, ch_max)}")
         hi = max(ev_max, ch_max)
     fast = _fast()
-    if fast is not None and params["kind"] == "sqlite":
+    whole = fast if params["kind"] == "sqlite" else _fast_pg()
+    if whole is not None:
         n = workers if workers is not None else _threads_for(lo, hi, page)
         n = len(_split(lo, hi, n, page)) - 1
-        total, verifier = _verify_c(fast, params, lo, hi, page, n), "c"
+        total, verifier = _verify_c(whole, params, lo, hi, page, n), "c"
     else:
         n, total = _verify_python(params, lo, hi, page, workers)
         verifier = "python" if fast is None else "python, C links"

@@ -1,7 +1,8 @@
-"""The C verifier (queries/_fastchain.c) is a fast path only: for every kind
-of tampering it gives byte-for-byte the verdict of the pure-Python verifier
-(position, kind, detail, verified range, records, head), however the work is
-split; and without the built module everything still works in Python."""
+"""The C verifiers (queries/_fastchain.c for SQLite, queries/_fastchain_pg.c
+for PostgreSQL over libpq) are fast paths only: for every kind of tampering
+they give byte-for-byte the verdict of the pure-Python verifier (position,
+kind, detail, verified range, records, head), however the work is split; and
+without the built modules everything still works in Python."""
 
 from __future__ import annotations
 
@@ -87,6 +88,15 @@ def _state_as_text(db, events, chain, pos, top):
         execute(db, f"UPDATE {events} SET state = CAST(state AS TEXT) WHERE {pos} = %s", (12,))
 
 
+def _expected_verifier(store):
+    """What ``verify`` reports on ``store`` with the modules built here."""
+    if store == "postgres" and audit_trail._fast_pg() is not None:
+        return "c"
+    if audit_trail._fast() is None:
+        pytest.skip("queries._fastchain is not built here (no compiler or headers)")
+    return "c" if store == "sqlite" else "python, C links"
+
+
 KINDS = [_untouched, _altered_payload, _altered_topic, _chain_row_mid_page,
          _chain_row_before_from, _deleted, _deleted_with_chain, _inserted, _swapped,
          _chain_row_relabelled, _truncated, _state_as_text]
@@ -94,8 +104,7 @@ KINDS = [_untouched, _altered_payload, _altered_topic, _chain_row_mid_page,
 
 @pytest.mark.parametrize("tamper", KINDS, ids=[k.__name__.strip("_") for k in KINDS])
 def test_the_c_verifier_gives_the_python_verdict(lianxin, monkeypatch, tamper):
-    if audit_trail._fast() is None:
-        pytest.skip("queries._fastchain is not built here (no compiler or headers)")
+    expected = _expected_verifier(lianxin.settings.store)
     populate(lianxin, calls=7)
     top = lianxin.app.max_position()
     with raw_store(lianxin) as (db, events, chain, pos):
@@ -107,7 +116,6 @@ def test_the_c_verifier_gives_the_python_verdict(lianxin, monkeypatch, tamper):
     monkeypatch.setenv("LIANXIN_AUDIT_VERIFIER", "python")
     python = {(r, page): verify(lianxin, *r, workers=1, page=page)
               for r in ranges for page in (audit_trail.PAGE, 7)}
-    expected = "c" if lianxin.settings.store == "sqlite" else "python, C links"
     for (r, page, workers), got in fast.items():
         assert got.verifier == expected
         assert _verdict(got) == _verdict(python[(r, page)]), (tamper.__name__, r, page, workers)
@@ -123,8 +131,9 @@ def test_without_the_built_module_the_python_verifier_runs(lianxin, monkeypatch)
 
     populate(lianxin, calls=2)
     monkeypatch.setitem(sys.modules, "queries._fastchain", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "queries._fastchain_pg", None)
     monkeypatch.delenv("LIANXIN_AUDIT_VERIFIER", raising=False)
-    assert audit_trail._fast() is None
+    assert audit_trail._fast() is None and audit_trail._fast_pg() is None
     result = verify(lianxin)
     assert result.ok and result.verifier == "python"
     assert result.records == lianxin.app.max_position()
@@ -150,3 +159,58 @@ def test_the_c_link_step_equals_hashlib():
     assert fast.link_all(bytes(32), b"") == b""
     with pytest.raises(ValueError):
         fast.link_all(bytes(31), b"")
+
+
+def test_without_libpq_sqlite_keeps_its_c_verifier(lianxin, monkeypatch):
+    """The PostgreSQL module is separate (a machine without libpq builds only
+    the SQLite one): without it SQLite still runs in C, PostgreSQL in Python
+    with C links, and the verdicts are the same."""
+    if audit_trail._fast() is None:
+        pytest.skip("queries._fastchain is not built here")
+    populate(lianxin, calls=3)
+    monkeypatch.delenv("LIANXIN_AUDIT_VERIFIER", raising=False)
+    with_module = verify(lianxin, workers=2, page=7)
+    monkeypatch.setitem(sys.modules, "queries._fastchain_pg", None)  # import raises ImportError
+    assert audit_trail._fast_pg() is None and audit_trail._fast() is not None
+    without = verify(lianxin, workers=2, page=7)
+    assert without.verifier == ("c" if lianxin.settings.store == "sqlite" else "python, C links")
+    assert without.ok and _verdict(without) == _verdict(with_module)
+    with raw_store(lianxin) as (db, events, _chain, pos):
+        edit_payload(db, events, pos, 11, b'"actor":null', b'"actor":"x"')
+    broken = verify(lianxin, workers=2, page=7)
+    assert (broken.ok, broken.finding.position, broken.finding.kind) == (False, 11, "altered")
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+def test_postgres_c_verifier_unreachable_falls_back_to_python(lianxin, monkeypatch):
+    """When libpq cannot connect with the settings the C verifier is given,
+    the Python verifier reads the span: same verdict."""
+    if audit_trail._fast_pg() is None:
+        pytest.skip("queries._fastchain_pg is not built here (no libpq or headers)")
+    populate(lianxin, calls=2)
+    good = verify(lianxin, workers=2, page=7)
+    monkeypatch.setattr(audit_trail, "_libpq_conninfo",
+                        lambda conninfo: [("host", "127.0.0.1"), ("port", "1")])
+    fallback = verify(lianxin, workers=2, page=7)
+    assert good.ok and _verdict(fallback) == _verdict(good)
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+def test_the_postgres_c_verifier_reads_with_the_settings_of_the_python_side(lianxin):
+    if audit_trail._fast_pg() is None:
+        pytest.skip("queries._fastchain_pg is not built here (no libpq or headers)")
+    populate(lianxin, calls=2)
+    params = audit_trail.source_params(lianxin)
+    pairs = dict(audit_trail._libpq_conninfo(params["conninfo"]))
+    s = lianxin.settings
+    assert (pairs["host"], pairs["port"], pairs["user"], pairs["dbname"]) == (
+        s.pg_host, str(s.pg_port), s.pg_user, s.pg_dbname)
+    assert pairs["client_encoding"] == "UTF8"
+    top = lianxin.app.max_position()
+    fast = audit_trail._fast_pg()
+    records, first, last, head, stopped, page_start = fast.verify_postgres(
+        list(pairs.items()), params["schema"], params["table"], 0, top, bytes(32), 7)
+    assert (records, first, last, stopped, page_start) == (top, 1, top, False, top)
+    assert head.hex() == audit_trail.head(lianxin)[1]
+    with pytest.raises(ValueError):
+        fast.verify_postgres([], "public", "t", 0, 1, bytes(31), 7)
