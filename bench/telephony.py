@@ -190,7 +190,7 @@ async def live(lx: Any, concurrency: int, waves: int, speed: float) -> dict[str,
         for emp in agents:
             sim.register_endpoint(f"PJSIP/{emp}", AnswerAfter(delay=1))
         client = AriClient(sim.base_url, sim.app, sim.username, sim.password)
-        app = StasisApp(lx.commands, client, load(), app_name=sim.app, clock=sim.clock.now,
+        app = StasisApp(lx, client, load(), app_name=sim.app, clock=sim.clock.now,
                         auto_ready_after_s=1.0, tick_s=0.01)
         task = asyncio.create_task(app.run(client.events(raw=True)))
         await sim.wait_for_app()

@@ -121,7 +121,7 @@ def use_self_service(uow: UnitOfWork, cmd: m.UseSelfService) -> Call:
 def queue_call(uow: UnitOfWork, cmd: m.QueueCall) -> Call:
     call = _call(uow, cmd)
     call.enqueue(cmd.queue, priority=cmd.priority, required_skills=cmd.required_skills,
-                 **_kw(uow, cmd))
+                 reason=cmd.reason, from_queue=cmd.from_queue, **_kw(uow, cmd))
     return call
 
 

@@ -62,6 +62,9 @@ class QueueCall(Command):
     queue: str
     priority: int = 0
     required_skills: dict[str, int] = field(default_factory=dict)
+    # why: None (a plain entry) | "overflow" | "requeue" | "transfer"
+    reason: Optional[str] = None
+    from_queue: Optional[str] = None  # the queue an overflow moved the call from
 
 
 @dataclass(kw_only=True)

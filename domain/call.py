@@ -41,6 +41,12 @@ MONITOR_MODES = {"listen", "whisper", "barge"}
 SURVEY_SCALE = 5  # post-call keypad survey: 1 (very dissatisfied) .. 5 (very satisfied)
 # How far a source time may lag the call's previous event (see _in_order).
 CLOCK_SKEW = timedelta(seconds=60)
+# Why a call entered a queue (``Queued.reason``): None for a plain entry (the
+# IVR, an agent request, an import that does not say), ``overflow`` when a
+# queue's overflow rule moved it (``from_queue`` says which), ``requeue`` when
+# it was put back in line, ``transfer`` when a transfer sent it there.
+QUEUE_REASONS = {"overflow", "requeue", "transfer"}
+OVERFLOW_ACTOR = "acd-overflow"  # v1 overflows are told by the actor "acd-overflow:<queue>"
 RING_OUTCOMES = {"no_answer", "busy", "unavailable", "rejected", "canceled"}
 # Who ended an answered consult leg (without a transfer): the colleague hung
 # up, the agent took the caller back, the call itself ended, or the system
@@ -263,8 +269,19 @@ class Call(LianxinAggregate):
     # -- queue and alerting ------------------------------------------------
     def enqueue(self, queue: str, occurred_at: datetime, priority: int = 0,
                 required_skills: dict[str, int] | None = None, at_front: bool = False,
-                command_id: str | None = None, actor: str | None = None) -> None:
+                command_id: str | None = None, actor: str | None = None, *,
+                reason: str | None = None, from_queue: str | None = None) -> None:
         self._must_be_live("queue the call")
+        if reason is not None and reason not in QUEUE_REASONS:
+            raise InvalidValue(f"reason must be None or one of {sorted(QUEUE_REASONS)}",
+                               field="reason")
+        if reason == "overflow":
+            from_queue = require_text(from_queue, "from_queue")
+            if from_queue == queue:
+                raise InvalidValue("an overflow moves the call to another queue",
+                                   field="from_queue")
+        elif from_queue is not None:
+            raise InvalidValue("from_queue is only for an overflow", field="from_queue")
         if self.state in (CallState.CONNECTED, CallState.HELD, CallState.RINGING):
             raise InvariantViolation(
                 f"cannot queue a call that is {self.state.value}; transfer or end the agent leg first"
@@ -277,12 +294,41 @@ class Call(LianxinAggregate):
             raise InvalidValue("priority must be an integer", field="priority")
         self._queued(queue=require_text(queue, "queue"), priority=priority,
                      required_skills=skills, at_front=bool(at_front),
-                     occurred_at=self._in_order(occurred_at), command_id=command_id, actor=actor)
+                     occurred_at=self._in_order(occurred_at), command_id=command_id, actor=actor,
+                     reason=reason, from_queue=from_queue)
 
-    @event("Queued")
+    class Queued(LianxinAggregate.Event):
+        """v2: ``reason`` says why the call entered the queue (None, or one of
+        ``QUEUE_REASONS``: ``overflow``, ``requeue``, ``transfer``) and
+        ``from_queue`` which queue an overflow moved it from. v1 events get
+        ``reason="overflow"`` and ``from_queue`` from their actor when it is
+        the overflow rule's (``acd-overflow:<queue left>``), None otherwise."""
+
+        class_version = 2
+        queue: str
+        priority: int
+        required_skills: dict[str, int]
+        at_front: bool
+        occurred_at: datetime
+        command_id: str | None
+        actor: str | None
+        reason: str | None = None
+        from_queue: str | None = None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            actor = state.get("actor") or ""
+            prefix, sep, left = actor.partition(":")
+            if prefix == OVERFLOW_ACTOR and sep and left:
+                state["reason"], state["from_queue"] = "overflow", left
+            else:
+                state["reason"], state["from_queue"] = None, None
+
+    @event(Queued)
     def _queued(self, queue: str, priority: int, required_skills: dict[str, int],
                 at_front: bool, occurred_at: datetime, command_id: str | None,
-                actor: str | None) -> None:
+                actor: str | None, reason: str | None = None,
+                from_queue: str | None = None) -> None:
         self.state = CallState.QUEUED
         if self.queued_at is None or self.queue != queue:
             self.queued_at = occurred_at

@@ -397,6 +397,9 @@ class Translator:
             return
         if c.state == "ended":
             raise Reject(f"call {r.callid} already ended; it cannot enter queue {r.queue}")
+        # a second ENTERQUEUE: after a transfer, or back in line (the log does
+        # not say whether a dialplan overflow sent it: not counted as one)
+        reason = "transfer" if c.state == "connected" else "requeue"
         if c.state == "connected":
             # A transfer the log did not write (Local channels lose TRANSFER rows).
             at = self._at(c, r.when)
@@ -408,7 +411,7 @@ class Translator:
         elif c.state == "ringing":
             self._end_ring(r, c, "canceled", "cancel")
         self._emit(r, m.QueueCall(call_id=c.call_id, queue=r.queue, occurred_at=self._at(c, r.when),
-                                  command_id=f"{r.key}:queue", actor=ACTOR))
+                                  reason=reason, command_id=f"{r.key}:queue", actor=ACTOR))
         c.state, c.queue = "queued", r.queue
 
     def _on_connect(self, r: Record, i: int) -> None:

@@ -65,12 +65,25 @@ def _is_reconnected(event: Any) -> bool:
 
 
 class StasisApp:
-    def __init__(self, service: CommandService, rest: RestPort, config: TelephonyConfig, *,
+    """``service`` is the core the app runs on (the ``Lianxin`` container) or
+    its ``CommandService``; with the latter, ``lianxin=`` names the core. The
+    IVR's self-service answers from that core's read models
+    (``SelfServiceDesk(core)``) unless ``self_service`` is given; a call flow
+    with neither refuses to start rather than telling every caller who asks
+    for self-service that the service is unavailable."""
+
+    def __init__(self, service: CommandService | Any, rest: RestPort, config: TelephonyConfig, *,
                  app_name: str = "lianxin", control: bool = True,
                  clock: Callable[[], datetime] | None = None,
                  self_service: Any = None, auto_ready_after_s: float | None = None,
                  tick_s: float | None = None,
-                 known_live_calls: Callable[[], list[tuple[Any, str]]] | None = None) -> None:
+                 known_live_calls: Callable[[], list[tuple[Any, str]]] | None = None,
+                 lianxin: Any = None) -> None:
+        if lianxin is None and isinstance(getattr(service, "commands", None), CommandService):
+            lianxin, service = service, service.commands  # given the core itself
+        if lianxin is not None and service is not lianxin.commands:
+            raise ValueError("the Stasis app's lianxin= core must be the one its commands go to")
+        self.lianxin = lianxin
         self.service = service
         self.rest = rest
         self.config = config
@@ -96,7 +109,15 @@ class StasisApp:
         self.flow = None
         if control:
             from telephony_adapter.stasis.flow import CallFlow
+            from telephony_adapter.stasis.selfservice import SelfServiceDesk
 
+            if self_service is None:
+                if lianxin is None:
+                    raise ValueError(
+                        "the Stasis call flow needs the core it runs on for the IVR's "
+                        "self-service lookups: pass the Lianxin container (StasisApp(lx, ...) "
+                        "or lianxin=lx), or self_service=")
+                self_service = SelfServiceDesk(lianxin)
             self.flow = CallFlow(self, self_service=self_service,
                                  auto_ready_after_s=auto_ready_after_s,
                                  **({"tick_s": tick_s} if tick_s else {}))

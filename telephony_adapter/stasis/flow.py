@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from commands import messages as m
 from domain.agent import Agent, AgentState
+from domain.call import OVERFLOW_ACTOR  # the actor of an overflow: "acd-overflow:<queue left>"
 from domain.errors import DomainError
 from domain.ivr import Chosen, Entered, IvrSession, Lookup, Play, Step, ToQueue
 from domain.routing import Acd
@@ -49,8 +50,6 @@ SURVEY_TIMEOUT_S = 10.0
 # only this long after it should have, so a late event is not mistaken for
 # silence.
 RING_GRACE_S = 30.0
-# the actor of the Queued an overflow records: "acd-overflow:<queue left>"
-OVERFLOW_ACTOR = "acd-overflow"
 
 
 @dataclass
@@ -89,7 +88,13 @@ class CallFlow:
         self.tracker = app.tracker
         self.acd = Acd(app.config.queues)
         self.plans: dict[str, CallPlan] = {}
-        self.self_service = self_service or SelfServiceDesk()
+        if self_service is None:
+            # the real lookups on the core the app runs on (never a desk
+            # without one: every caller would hear "service unavailable")
+            if getattr(app, "lianxin", None) is None:
+                raise ValueError("the call flow's self-service needs the core it runs on")
+            self_service = SelfServiceDesk(app.lianxin)
+        self.self_service = self_service
         self.auto_ready_after_s = auto_ready_after_s
         self._ready_at: dict[str, tuple[datetime, str]] = {}
         self._log_position = 0
@@ -435,11 +440,12 @@ class CallFlow:
 
     async def overflow(self, plan: CallPlan, from_queue: str, to_queue: str,
                        now: datetime) -> None:
-        """The caller waited too long in one queue and moves to another. A
-        ``Queued`` event cannot say why it happened (see the report in
-        docs/telephony-stasis.md, Limits); its actor does: the overflow rule
-        of the queue left, not the IVR or a transfer."""
+        """The caller waited too long in one queue and moves to another: a
+        ``Queued`` with ``reason="overflow"`` and the queue left in
+        ``from_queue`` (its actor still names the overflow rule, as v1
+        overflows, which carry no reason, did)."""
         await self.submit(m.QueueCall(call_id=plan.call_id, queue=to_queue, occurred_at=now,
+                                      reason="overflow", from_queue=from_queue,
                                       command_id=plan.next_id("overflow"),
                                       actor=f"{OVERFLOW_ACTOR}:{from_queue}"))
         if plan.mode == "queue" and (self.acd.policy(from_queue).moh_class
@@ -554,6 +560,10 @@ class CallFlow:
     async def _on_call_ended(self, sig: Signal) -> None:
         if sig.detail == "agent":
             return  # the survey keeps the caller with us
+        if sig.detail == "outside":
+            # the outside party the caller was transferred to hung up: the
+            # caller is alone in the bridge, in silence; the call is over
+            await self.ari("DELETE", f"/channels/{sig.external_id}")
         await self._release(sig.external_id)
 
     async def _on_call_gone(self, sig: Signal) -> None:
@@ -572,6 +582,10 @@ class CallFlow:
             for leg in view.legs.values():
                 if not leg.released and leg.channel in self.tracker.channels:
                     await self.ari("DELETE", f"/channels/{leg.channel}")
+            if view.outside and view.outside in self.tracker.channels:
+                # the caller left a call transferred out: the outside party
+                # (the Local channel dialling them) goes too
+                await self.ari("DELETE", f"/channels/{view.outside}")
         if plan.bridge:
             await self.ari("DELETE", f"/bridges/{plan.bridge}")
         self.plans.pop(ext, None)
@@ -599,6 +613,45 @@ class CallFlow:
             await self.start_moh(plan)
             await self.originate(sig.external_id, target, await self.endpoint_of(target),
                                  self.config.queues[0].ring_timeout_s)
+
+    async def _on_transferred_out(self, sig: Signal) -> None:
+        """The agent's phone transferred the caller to a number outside the
+        center. With ``channel`` (a blind REFER, or an attended transfer to an
+        outside party) Asterisk already put what reaches that party in our
+        bridge, in the agent's seat: the caller talks with them there, the
+        bridge and its recording are kept, and the call ends when either
+        hangs up. Without (ari-only REFER handling: Asterisk did nothing) the
+        dialplan takes the caller on to the number, as for a transfer out
+        through the API."""
+        plan = self._plan(sig.external_id)
+        if plan is None:
+            return
+        plan.agent_channel, plan.deadline = None, None
+        self.acd.remove_call(sig.external_id)
+        if sig.channel:
+            plan.mode = "outside"
+            await self.stop_playback(plan)
+            if plan.moh:
+                # held outside the bridge (through the API): back in, with the party
+                await self.stop_moh(plan)
+            if plan.bridge:
+                await self.ari("POST", f"/bridges/{plan.bridge}/addChannel",
+                               channel=plan.external_id)
+            return
+        view = self.tracker.calls.get(sig.external_id)
+        await self.stop_playback(plan)
+        await self.stop_moh(plan)
+        if plan.bridge:
+            await self.ari("POST", f"/bridges/{plan.bridge}/removeChannel",
+                           channel=plan.external_id)
+        if view is not None:
+            # the transferer's phone waits for the outcome of its REFER: hang it up
+            for leg in view.legs.values():
+                if leg.employee_no == sig.employee_no and leg.channel in self.tracker.channels:
+                    await self.ari("DELETE", f"/channels/{leg.channel}")
+        await self.ari("POST", f"/channels/{plan.external_id}/continue",
+                       context="transfer-target", extension=sig.detail, priority=1)
+        await self._release(sig.external_id)
 
     async def _on_taken_over(self, sig: Signal) -> None:
         # An attended transfer by the phone: the channel linking to the

@@ -46,6 +46,9 @@ SNOOP_NAME = re.compile(r"^Snoop/(?P<spied>.+)-[0-9a-f]{8}$")
 # entering Stasis is an inbound call
 OWN_ROLES = {"agent", "consult", "party", "supervisor", "barge", "listener"}
 
+# the cause of the Ended of a call the center transferred out
+TRANSFERRED_OUT = "transferred out"
+
 RING_OUTCOME_BY_CAUSE = {19: "no_answer", 18: "no_answer", 17: "busy", 21: "rejected",
                          16: "canceled"}
 
@@ -66,8 +69,13 @@ class CallView:
     external_id: str  # the caller's Stasis channel id
     call_id: UUID
     caller_channel: str
-    state: str = "offered"  # offered | ivr | queued | ringing | connected | held | ended
+    # offered | ivr | queued | ringing | connected | held | outside | ended
+    # (outside: the agent's phone transferred the caller out of the center and
+    # Asterisk put the outside party, or the Local channel dialling it, in our
+    # bridge with them; the call lasts until one of them hangs up)
+    state: str = "offered"
     bridge: str | None = None
+    outside: str | None = None  # the channel in our bridge reaching the outside party
     legs: dict[str, Leg] = field(default_factory=dict)
     agent_leg: str | None = None  # the leg currently serving the caller
     hangup_by: str | None = None  # set when we ask Asterisk to hang the caller up
@@ -92,7 +100,7 @@ class Signal:
     """Something the flow reacts to (not a command)."""
 
     # offered | leg_answered | leg_failed | consult_ended | agent_hung_up | call_ended |
-    # call_gone | transferred | taken_over | orphan | dtmf | playback_finished |
+    # call_gone | transferred | transferred_out | taken_over | orphan | dtmf | playback_finished |
     # snoop_started | snoop_ended | listener | listener_gone
     kind: str
     external_id: str
@@ -403,6 +411,8 @@ class CallTracker:
             self._caller_gone(view, ev, cause, cause_txt, out)
         elif role in ("agent", "consult", "party"):
             self._leg_gone(view, view.legs.get(cid), ev, cause, cause_txt, out)
+        elif role == "outside":
+            self._outside_gone(view, cid, ev, cause, out)
         elif role == "snoop":
             supervisor = view.snoops.pop(cid, None)
             if supervisor is not None and view.live and supervisor not in view.snoops.values():
@@ -415,7 +425,13 @@ class CallTracker:
             out.signals.append(Signal("call_gone", view.external_id, view.caller_channel,
                                       at=timestamp(ev)))
             return
-        if view.hangup_by:
+        if view.state == "outside" and not view.hangup_by:
+            # transferred out by the agent's phone: the conversation with the
+            # outside party ends with the caller
+            who = ("hung up by the application" if view.ari_hangup_seen
+                   else "the caller hung up")
+            by, text = "transfer", f"{TRANSFERRED_OUT}; {who}"
+        elif view.hangup_by:
             by, text = view.hangup_by, view.hangup_cause or cause_txt
         elif cause == 23:
             by, text = "transfer", cause_txt or "Redirected to new destination"
@@ -430,6 +446,22 @@ class CallTracker:
                                   detail=by, at=timestamp(ev)))
         out.signals.append(Signal("call_gone", view.external_id, view.caller_channel,
                                   at=timestamp(ev)))
+
+    def _outside_gone(self, view: CallView, channel: str, ev: dict[str, Any], cause: int,
+                      out: Translation) -> None:
+        """The outside party a phone transferred the caller to hung up (its
+        Local channel in our bridge goes with it): the call is over, and the
+        caller, alone in the bridge, is hung up by the flow."""
+        if not view.live or view.state != "outside" or view.outside != channel:
+            return
+        out.commands.append(m.EndCall(call_id=view.call_id, hung_up_by="transfer",
+                                      cause=f"{TRANSFERRED_OUT}; the outside party hung up",
+                                      cause_code=cause or None,
+                                      **self._kw(ev, "end", channel)))
+        view.state = "ended"
+        view.hangup_by, view.hangup_cause = "transfer", "the outside party hung up"
+        out.signals.append(Signal("call_ended", view.external_id, view.caller_channel,
+                                  detail="outside", at=timestamp(ev)))
 
     def _leg_gone(self, view: CallView, leg: Leg | None, ev: dict[str, Any], cause: int,
                   cause_txt: str, out: Translation) -> None:
@@ -568,12 +600,15 @@ class CallTracker:
                                             **self._kw(ev, "rec-stop", name)))
 
     def _transfer(self, ev: dict[str, Any], out: Translation, kind: str, transferer: str,
-                  destination: str) -> None:
+                  destination: str, seat: str | None = None) -> None:
         view = self.call_of_channel(transferer)
         if view is None or not view.live or view.agent_leg != transferer:
             return
         if view.state not in ("connected", "held"):
             return
+        if seat is None:
+            # a REFER's Local channel took the transferer's seat in our bridge
+            seat = self._replaced.pop(transferer, None)
         target_type, target = self.config.resolve_transfer(destination)
         leg = view.legs.get(transferer)
         if leg is not None:
@@ -581,12 +616,23 @@ class CallTracker:
         out.commands.append(m.TransferCall(call_id=view.call_id, kind=kind, target_type=target_type,
                                            target=target, **self._kw(ev, "transfer", transferer)))
         view.agent_leg = None
-        if target_type == "external":
-            # the caller leaves the center: our part of the call ends here
+        if target_type == "external" and seat and self.channels.get(seat, ("",))[0] == view.external_id:
+            # Asterisk already connected the caller with the outside party
+            # through the channel now in our bridge: the call goes on there
+            # (bridge and recording kept) until either of them hangs up.
+            self.channels[seat] = (view.external_id, "outside")
+            view.outside, view.state = seat, "outside"
+            out.signals.append(Signal("transferred_out", view.external_id, seat,
+                                      leg.employee_no if leg else "", target, timestamp(ev)))
+        elif target_type == "external":
+            # nothing reaches the number yet (ari-only REFER handling): the
+            # flow sends the caller on through the dialplan; our part ends here
             out.commands.append(m.EndCall(call_id=view.call_id, hung_up_by="transfer",
-                                          cause="transferred out",  # the number is in Transferred.pii
+                                          cause=TRANSFERRED_OUT,  # the number is in Transferred.pii
                                           **self._kw(ev, "end", transferer)))
             view.state = "ended"
+            out.signals.append(Signal("transferred_out", view.external_id, "",
+                                      leg.employee_no if leg else "", target, timestamp(ev)))
             out.signals.append(Signal("call_ended", view.external_id, view.caller_channel,
                                       detail="transfer", at=timestamp(ev)))
         else:
@@ -623,7 +669,7 @@ class CallTracker:
             # caller was transferred away from the center
             destination = ev.get("destination_application") or _endpoint_of(target)
             self._transfer(ev, out, "attended", first,
-                           str(destination or ev.get("destination_type") or ""))
+                           str(destination or ev.get("destination_type") or ""), seat=seat)
             return
         self._take_over(view, ev, first, seat, employee, _endpoint_of(target), out)
 
@@ -703,6 +749,16 @@ class CallTracker:
                 out.signals.append(Signal("call_gone", view.external_id, view.caller_channel, at=at))
                 for ch in [view.caller_channel, *view.legs, *view.snoops]:
                     self.channels.pop(ch, None)
+                continue
+            if view.state == "outside" and view.outside and view.outside not in live_channels:
+                # the outside party hung up while we were not listening
+                seat = view.outside
+                self.channels.pop(seat, None)
+                before = len(out.commands)
+                self._outside_gone(view, seat, {"timestamp": at.isoformat()}, 0, out)
+                for cmd in out.commands[before:]:
+                    cmd.command_id = f"reconcile:{epoch}:{seat}:{type(cmd).__name__}"
+                    cmd.occurred_at = at
                 continue
             leg = view.serving()
             if leg is not None and leg.channel not in live_channels and not leg.released:

@@ -242,3 +242,46 @@ def test_new_outbound_offers_store_the_number_in_pii_and_its_pseudonym(lianxin):
     inbound = svc.handle(m.OfferCall(external_id="in-2", dialed_number="95598",
                                      caller_number="13800002222", occurred_at=T)).aggregate_id
     assert app.repository.get(inbound).caller_hash == state["dialed_hash"]
+
+
+def _store_as_v1_queued(app, call_id, queue, actor):
+    """A Queued exactly as v1 stored it: no ``reason``, ``from_queue`` nor
+    ``class_version``."""
+    call = app.repository.get(call_id)
+    event = Call.Queued(originator_id=call_id, originator_version=call.version + 1,
+                        timestamp=T, queue=queue, priority=0, required_skills={},
+                        at_front=False, occurred_at=T, command_id=None, actor=actor,
+                        reason=None, from_queue=None)
+    stored = app.mapper.to_stored_event(event)
+    state = json.loads(stored.state)
+    assert state.pop("class_version") == 2
+    del state["reason"], state["from_queue"]
+    app.recorder.insert_events([StoredEvent(originator_id=stored.originator_id,
+                                            originator_version=stored.originator_version,
+                                            topic=stored.topic,
+                                            state=json.dumps(state).encode())])
+
+
+def test_a_stored_v1_overflow_is_upcast_with_its_reason_from_the_actor(lianxin):
+    app, svc = lianxin.app, lianxin.commands
+    cid = svc.handle(m.OfferCall(external_id="up-q1", dialed_number="95598",
+                                 occurred_at=T)).aggregate_id
+    _store_as_v1_queued(app, cid, "repair", None)
+    _store_as_v1_queued(app, cid, "general", "acd-overflow:repair")
+    _store_as_v1_queued(app, cid, "power", "agent-7")
+    queued = [e for e in app.events.get(cid) if type(e).__name__ == "Queued"]
+    assert [(e.queue, e.reason, e.from_queue) for e in queued] == [
+        ("repair", None, None), ("general", "overflow", "repair"), ("power", None, None)]
+    assert all(e.schema_version == 2 for e in queued)
+    assert app.repository.get(cid).queue == "power"
+
+
+def test_new_queued_events_carry_their_reason_as_v2(lianxin):
+    app, svc = lianxin.app, lianxin.commands
+    cid = svc.handle(m.OfferCall(external_id="up-q2", dialed_number="95598",
+                                 occurred_at=T)).aggregate_id
+    svc.handle(m.QueueCall(call_id=cid, queue="repair"))
+    svc.handle(m.QueueCall(call_id=cid, queue="general", reason="overflow", from_queue="repair"))
+    states = [json.loads(s.state) for s in app.recorder.select_events(cid)][-2:]
+    assert [(s["class_version"], s["reason"], s["from_queue"]) for s in states] == [
+        (2, None, None), (2, "overflow", "repair")]

@@ -568,3 +568,26 @@ def test_a_consult_leg_replays_from_its_events():
         replayed = e.mutate(replayed)
     assert replayed.state == CallState.CONNECTED and replayed.agent_id == colleague
     assert replayed.legs == call.legs and replayed.consult_leg_id is None
+
+
+def test_queued_says_why_the_call_entered_the_queue():
+    call = offered()
+    call.enqueue("repair", at(5))
+    call.enqueue("general", at(35), reason="overflow", from_queue="repair")
+    queued = [e for e in call.collect_events() if type(e).__name__ == "Queued"]
+    assert [(e.queue, e.reason, e.from_queue) for e in queued] == [
+        ("repair", None, None), ("general", "overflow", "repair")]
+    assert call.queue == "general" and call.queued_at == at(35)
+
+
+@pytest.mark.parametrize("kw", [
+    {"reason": "bored"},
+    {"reason": "overflow"},  # from which queue?
+    {"reason": "overflow", "from_queue": "general"},  # not another queue
+    {"reason": "transfer", "from_queue": "repair"},  # from_queue is an overflow's
+    {"from_queue": "repair"},
+])
+def test_a_queue_reason_must_make_sense(kw):
+    call = offered()
+    with pytest.raises(InvalidValue):
+        call.enqueue("general", at(5), **kw)

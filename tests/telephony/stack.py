@@ -14,7 +14,6 @@ from telephony_adapter.ari.client import AriClient
 from telephony_adapter.simulator import run_simulator
 from telephony_adapter.stasis.app import StasisApp
 from telephony_adapter.stasis.config import TelephonyConfig, load
-from telephony_adapter.stasis.selfservice import SelfServiceDesk
 
 
 @dataclass
@@ -70,9 +69,9 @@ async def _start(sim: Any, lianxin: Any, *, config: TelephonyConfig | None,
                  self_service: Any) -> tuple[StasisApp, AriClient, asyncio.Task]:
     client = AriClient(sim.base_url, sim.app, sim.username, sim.password,
                        backoff_initial=0.05, backoff_max=0.3)
-    # the real desk on this core, as `lianxin telephony run` wires it
-    app = StasisApp(lianxin.commands, client, config or load(), app_name=sim.app,
-                    clock=sim.clock.now, self_service=self_service or SelfServiceDesk(lianxin),
+    # the app on this core: without self_service, the real desk on it
+    app = StasisApp(lianxin, client, config or load(), app_name=sim.app,
+                    clock=sim.clock.now, self_service=self_service,
                     auto_ready_after_s=auto_ready_after_s)
     task = asyncio.create_task(app.run(client.events(raw=True)))
     try:

@@ -251,8 +251,10 @@ async def test_a_cancelled_consultation_returns_the_caller_and_the_colleague(sql
         r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
         consult = r.json()["channel"]
         await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
+        # The adapter sees the answer before its AnswerConsult is committed.
+        await s.until(lambda: _agent_state(lx, other) == AgentState.ON_CALL,
+                      what="colleague on call with the agent")
         assert s.call(ch).state.value == "held"
-        assert _agent_state(lx, other) == AgentState.ON_CALL  # talking with the agent
         r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
         assert r.status_code == 200, r.text
         back = await s.call_state(ch, "connected")

@@ -242,6 +242,7 @@ async def test_overflow_moves_a_caller_no_skilled_agent_can_take(sqlite_lianxin)
     queued = [e for e in events_since(lx, start) if type(e).__qualname__ == "Call.Queued"]
     assert [e.queue for e in queued] == ["repair", "general"]
     # the second Queued says it was the repair queue's overflow rule
+    assert [(e.reason, e.from_queue) for e in queued] == [(None, None), ("overflow", "repair")]
     assert [e.actor for e in queued] == [None, "acd-overflow:repair"]
     waited = (queued[1].occurred_at - queued[0].occurred_at).total_seconds()
     assert 30 <= waited < 40
