@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from warehouse.loader import Loader, LoadResult
+from warehouse.loader import Loader, LoadResult, SchemaOutdated
 from warehouse.publish import load_calendar
 from warehouse.reader import status as read_status
 from warehouse.report import Report, ReportRequest, run_report
+
+
+log = logging.getLogger(__name__)
 
 
 def loader_for(lianxin: Any) -> Loader:
@@ -25,7 +29,16 @@ def load(lianxin: Any, *, rebuild: bool = False, batch_size: int | None = None,
     if batch_size:
         kwargs["batch_size"] = batch_size
     try:
-        return loader.rebuild(**kwargs) if rebuild else loader.load(**kwargs)
+        if rebuild:
+            return loader.rebuild(**kwargs)
+        try:
+            return loader.load(**kwargs)
+        except SchemaOutdated as exc:
+            # The warehouse is derived from the events alone, and the published
+            # catalog stays readable while it is rebuilt: an upgrade rebuilds it
+            # rather than leave the operator a command to type.
+            log.warning("%s; rebuilding it from the events now", str(exc).split(":")[0])
+            return loader.rebuild(**kwargs)
     finally:
         loader.close()
 

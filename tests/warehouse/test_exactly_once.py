@@ -140,3 +140,24 @@ def test_a_file_from_an_older_schema_must_be_rebuilt(stored: Path, tmp_path: Pat
         loader.close()
     finally:
         lx.close()
+
+
+def test_loading_after_an_upgrade_rebuilds_the_older_warehouse(stored: Path, caplog):
+    """`lianxin warehouse load` (and the HTTP load) on a warehouse an older
+    release made rebuilds it from the events instead of stopping."""
+    from warehouse.service import load
+
+    lx = build(make_settings(stored))
+    try:
+        load(lx)
+        path = lx.settings.warehouse_dir / "loader.duckdb"
+        con = duckdb.connect(str(path))
+        con.execute("UPDATE schema_info SET version = 1").fetchall()
+        con.close()
+        with caplog.at_level("WARNING"):
+            result = load(lx)
+        assert result.events == lx.app.max_position()  # everything again, from position 0
+        assert "rebuilding" in caplog.text
+        assert load(lx).events == 0  # and now an ordinary incremental load
+    finally:
+        lx.close()
