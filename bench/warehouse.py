@@ -283,7 +283,7 @@ SELECT uuid() AS call_id, 'x' || i AS external_id, 'inbound' AS direction, '9559
        CASE WHEN outcome = 'answered' THEN (60 + (r >> 16) % 300)::DOUBLE END AS talk_s,
        CASE WHEN outcome = 'answered' THEN ((r >> 24) % 40)::DOUBLE END AS hold_s,
        CASE WHEN outcome = 'answered' THEN ((r >> 32) % 60)::DOUBLE END AS acw_s,
-       1 AS legs, 0 AS transfers, 0 AS ring_no_answers, NULL::INTEGER AS survey_score,
+       1 AS legs, 0 AS transfers, 0 AS ring_no_answers, 0 AS overflows, NULL::INTEGER AS survey_score,
        0 AS work_orders, i AS first_position, i AS last_position
 FROM g;
 """

@@ -17,7 +17,7 @@ _AGENT_IN = ", ".join(f"'{t}'" for t in AGENT_STATE_EVENTS)
 CALL_FIELDS = ["queue", "leg_id", "agent_id._data_", "menu", "digits", "hung_up_by", "cause",
                "stage", "kind", "target_type", "target", "from_leg_id", "score", "external_id",
                "direction", "dialed_number", "trunk", "caller_hash", "required_skills", "outcome",
-               "scale", "to_leg_id"]
+               "scale", "to_leg_id", "reason"]
 F = {name.split(".")[0]: i + 1 for i, name in enumerate(CALL_FIELDS)}
 _CALL_PATHS = "[" + ", ".join(f"'$.{p}'" for p in CALL_FIELDS) + "]"
 
@@ -270,6 +270,7 @@ WITH agg AS (
            any_value({f('cause')}) FILTER (WHERE t IN ('Ended', 'Abandoned')) AS end_cause,
            count(*) FILTER (WHERE t = 'Transferred') AS transfers,
            count(*) FILTER (WHERE t = 'RingNoAnswer') AS ring_no_answers,
+           count(*) FILTER (WHERE t = 'Queued' AND {f('reason')} = 'overflow') AS overflows,
            any_value({f('score')}::INTEGER) FILTER (WHERE t = 'SurveyAnswered') AS survey_score,
            any_value({f('scale')}::INTEGER) FILTER (WHERE t = 'SurveyAnswered') AS survey_scale,
            count(*) FILTER (WHERE t = 'WorkOrderLinked') AS work_orders,
@@ -307,7 +308,7 @@ SELECT a.call_id, external_id, direction, dialed_number, trunk, caller_hash, off
        CASE WHEN answered_at IS NOT NULL THEN coalesce(hd.hold_s, 0) END AS hold_s,
        CASE WHEN answered_at IS NULL THEN NULL WHEN acw.open THEN NULL
             ELSE coalesce(acw.acw_s, 0) END AS acw_s,
-       coalesce(lg.legs, 0), transfers, ring_no_answers, survey_score, survey_scale, work_orders,
+       coalesce(lg.legs, 0), transfers, ring_no_answers, overflows, survey_score, survey_scale, work_orders,
        first_position, last_position
 FROM agg a LEFT JOIN lg USING (call_id) LEFT JOIN hd USING (call_id) LEFT JOIN acw USING (call_id);
 

@@ -26,7 +26,7 @@ from warehouse.decode import to_arrow
 DEFAULT_BATCH = 50_000
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaOutdated(RuntimeError):

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS fact_call (
     legs INTEGER,
     transfers INTEGER,
     ring_no_answers INTEGER,
+    overflows INTEGER,             -- moves by the ACD to another queue (Queued v2 reason overflow)
     survey_score INTEGER,
     survey_scale INTEGER,          -- points on the survey's scale (SurveyAnswered v2; v1 = 5)
     work_orders INTEGER,
