@@ -31,6 +31,7 @@ class _Unusual(Exception):
     """A value the fast path does not vouch for."""
 
 
+_NATIVE = (str, int, float, dict, list, tuple)
 _MAX_INT = 2**63  # msgspec encodes ints as signed or unsigned 64-bit values
 
 
@@ -91,6 +92,10 @@ class FastJSONTranscoder(JSONTranscoder):
             raise _Unusual
         if t is list or t is tuple:
             return [self._plain(x) for x in v]
+        if isinstance(v, _NATIVE):
+            # a subclass of a JSON type (an IntEnum, a namedtuple...): json
+            # writes it natively without asking any transcoding
+            raise _Unusual
         transcoding = self.types.get(t)
         if transcoding is None:
             raise _Unusual

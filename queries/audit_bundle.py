@@ -331,7 +331,11 @@ def verify_bundle(path: Path | str, head: str | None = None,
         h = bytes.fromhex(start["chain_hash"]) if start["position"] else GENESIS
     except ValueError:
         return BundleCheck(False, problems + ["start.chain_hash is not hex"])
-    wanted = {pos: digest.strip().lower() for pos, digest in anchors}
+    wanted: dict[int, str] = {}
+    for pos, digest in anchors:
+        digest = digest.strip().lower()
+        if wanted.setdefault(pos, digest) != digest:
+            problems.append(f"two different anchors were given for position {pos}")
     seen: dict[int, str] = {start["position"]: h.hex()}
     h, first_bad = _walk(items, h, start["position"], end["position"], problems, seen, wanted)
     records = sum(1 for _, _, line in items if line is not None)

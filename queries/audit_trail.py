@@ -751,8 +751,10 @@ def _c_run(fast: Any, params: dict[str, Any], lo: int, hi: int, start: bytes,
             return fast.verify_postgres(_libpq_conninfo(params["conninfo"]), params["schema"],
                                         params["table"], lo, hi, start, page)
         return fast.verify_sqlite(params["path"], params["table"], lo, hi, start, page)
-    except OSError:
-        return None  # not readable from C: the Python verifier reads the span
+    except (OSError, ValueError):
+        # not readable from C (no connection, a name or path its fixed buffers
+        # refuse): the Python verifier reads the span
+        return None
 
 
 def _settle(fast: Any, params: dict[str, Any], lo: int, hi: int, start: bytes, page: int,

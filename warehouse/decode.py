@@ -57,7 +57,10 @@ def upcast_state(mapper: Any, topic: str, raw: bytes) -> bytes:
     state = mapper.transcoder.decode(raw)
     cls = resolve_topic(topic)
     target = int(getattr(cls, "class_version", 1))
-    version = int(state.pop("class_version", 1))
+    version = int(state.get("class_version", 1))
+    if version > target:
+        return raw  # written by a newer release than this one: kept as it is
+    state.pop("class_version", None)
     while version < target:
         getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
         version += 1

@@ -33,6 +33,10 @@ class SchemaOutdated(RuntimeError):
     """The loader's file was made by an older warehouse: rebuild it."""
 
 
+class SchemaNewer(RuntimeError):
+    """The loader's file was made by a newer release: this one must not touch it."""
+
+
 class LoaderBusy(RuntimeError):
     """Another process holds the loader's DuckDB file."""
 
@@ -67,6 +71,10 @@ def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
     found = run(con, "SELECT max(version) FROM schema_info")[0][0]
     if found is None:
         run(con, "INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    elif found > SCHEMA_VERSION:
+        con.close()
+        raise SchemaNewer(f"{path} has warehouse schema {found}, newer than this release's "
+                          f"{SCHEMA_VERSION}: load it with the release that made it")
     elif found != SCHEMA_VERSION:
         con.close()
         raise SchemaOutdated(f"{path} has warehouse schema {found}, this version needs "

@@ -62,7 +62,7 @@ def register(root: typer.Typer) -> None:
              progress: bool = typer.Option(False, "--progress", help="print a line per batch")) -> None:
         """Load new events (incremental, exactly-once) and publish the catalog."""
         from lianxin.wiring import build
-        from warehouse.loader import LoaderBusy, SchemaOutdated
+        from warehouse.loader import LoaderBusy, SchemaNewer, SchemaOutdated
         from warehouse.service import load as do_load
 
         def report_progress(batches: int, position: int) -> None:
@@ -73,7 +73,7 @@ def register(root: typer.Typer) -> None:
         try:
             result = do_load(lx, rebuild=rebuild, batch_size=batch_size, publish_every=publish_every,
                              progress=report_progress if progress else None)
-        except (LoaderBusy, SchemaOutdated) as exc:
+        except (LoaderBusy, SchemaNewer, SchemaOutdated) as exc:
             _fail(str(exc), 1)
         finally:
             lx.close()

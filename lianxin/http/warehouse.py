@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lianxin.http.problems import problem_response
 from warehouse.catalog import ReportError, catalog
-from warehouse.loader import LoaderBusy, SchemaOutdated
+from warehouse.loader import LoaderBusy, SchemaNewer, SchemaOutdated
 from warehouse.reader import NotLoaded
 
 router = APIRouter(tags=["warehouse"])
@@ -128,5 +128,8 @@ async def warehouse_load(request: Request, rebuild: bool = False) -> Any:
     except SchemaOutdated as exc:
         return problem_response(409, "Warehouse must be rebuilt", str(exc),
                                 type_=PROBLEMS + "schema-outdated")
+    except SchemaNewer as exc:
+        return problem_response(409, "Warehouse of a newer release", str(exc),
+                                type_=PROBLEMS + "schema-newer")
     return {"events": result.events, "batches": result.batches, "position": result.position,
             "generation": result.published_generation, "seconds": round(result.seconds, 3)}

@@ -172,6 +172,9 @@ def test_verify_bundle_checks_anchors_anywhere_in_its_range(lianxin, tmp_path):
         assert not wrong.ok and any(f"anchor {old_pos}" in p for p in wrong.problems), name
     outside = verify_bundle(tmp_path / "call.zip", anchors=[(new_pos + 10, new_hash)])
     assert not outside.ok and "outside the bundle's range" in outside.anchors[0]["detail"]
+    # Two different hashes for one position: not "the last one wins".
+    twice = verify_bundle(tmp_path / "all.zip", anchors=[(old_pos, "ab" * 32), (old_pos, old_hash)])
+    assert not twice.ok and any("two different anchors" in p for p in twice.problems)
 
 
 def test_a_time_range_export_can_end_at_an_anchor(lianxin, tmp_path):

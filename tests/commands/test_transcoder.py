@@ -111,3 +111,29 @@ def test_a_transcoding_registered_over_the_librarys_own_is_used() -> None:
     fast.register(DatetimeAsTimestamp())
     state = {"at": datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)}
     assert fast.encode(state) == plain.encode(state) == b'{"at":{"_type_":"datetime_ts","_data_":1772438400.0}}'
+
+
+def test_a_registered_subclass_of_a_json_type_is_written_natively_as_the_library_does() -> None:
+    """json never asks a transcoding about an IntEnum (an int subclass): it
+    writes the int. The fast path must not apply the registered transcoding."""
+    from enum import IntEnum
+
+    from eventsourcing.persistence import Transcoding
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    class LevelAsName(Transcoding):
+        type = Level
+        name = "level"
+
+        def encode(self, obj: Level) -> str:
+            return obj.name
+
+        def decode(self, data: str) -> Level:
+            return Level[data]
+
+    plain, fast = transcoders()
+    plain.register(LevelAsName())
+    fast.register(LevelAsName())
+    assert fast.encode({"v": Level.HIGH}) == plain.encode({"v": Level.HIGH}) == b'{"v":3}'

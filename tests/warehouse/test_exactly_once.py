@@ -161,3 +161,26 @@ def test_loading_after_an_upgrade_rebuilds_the_older_warehouse(stored: Path, cap
         assert load(lx).events == 0  # and now an ordinary incremental load
     finally:
         lx.close()
+
+
+def test_a_warehouse_of_a_newer_release_is_left_alone(stored: Path):
+    """An older release (a rollback, a second node not yet upgraded) must not
+    rebuild, at its own older schema, what a newer one made."""
+    from warehouse.loader import SchemaNewer
+    from warehouse.service import load
+
+    lx = build(make_settings(stored))
+    try:
+        load(lx)
+        path = lx.settings.warehouse_dir / "loader.duckdb"
+        con = duckdb.connect(str(path))
+        con.execute("UPDATE schema_info SET version = 999").fetchall()
+        con.close()
+        with pytest.raises(SchemaNewer, match="newer than this release"):
+            load(lx)
+        con = duckdb.connect(str(path), read_only=True)
+        assert con.execute("SELECT max(version) FROM schema_info").fetchall() == [(999,)]
+        assert con.execute("SELECT count(*) FROM fact_call").fetchall()[0][0] > 0
+        con.close()
+    finally:
+        lx.close()
