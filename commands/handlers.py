@@ -219,9 +219,10 @@ def alert_consult(uow: UnitOfWork, cmd: m.AlertConsult) -> Call:
     leg_id = cmd.leg_id or f"consult-{uuid.uuid4().hex[:12]}"
     kw = _kw(uow, cmd)
     # The call's rules first (a consultation needs a conversation), then the
-    # colleague's: only a ready agent is rung.
+    # colleague's: a consultation is not ACD routing, so a colleague who is
+    # not ready or in wrap-up may be rung (not one logged out or busy).
     call.alert_consult(agent.id, leg_id, cmd.endpoint or agent.endpoint or "", **kw)
-    agent.ring(call.id, leg_id, **kw)
+    agent.ring_for_consult(call.id, leg_id, **kw)
     return call
 
 

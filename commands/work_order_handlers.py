@@ -316,9 +316,8 @@ def urge_work_order(uow: UnitOfWork, cmd: wm.UrgeWorkOrder) -> WorkOrder:
     cadence = cadence_for(wo, cmd.stage, p)  # as stamped with the deadline
     desk = p.urging.dispatch_desk
     department = desk if cmd.stage == "dispatch" else (wo.department or desk)
-    wo.urge(cmd.stage, cmd.seq, cmd.due_at, department, cadence.escalate_after,
-            cadence.escalate_to, first_seq=first, first_due_at=cmd.first_due_at,
-            **_kw(uow, cmd))
+    wo.urge(cmd.stage, cmd.seq, cmd.due_at, department, cadence, first_seq=first,
+            first_due_at=cmd.first_due_at, **_kw(uow, cmd))
     return wo
 
 

@@ -179,9 +179,28 @@ class Agent(LianxinAggregate):
         self._ringing(call_id=call_id, leg_id=leg_id, occurred_at=require_aware(occurred_at),
                       command_id=command_id, actor=actor)
 
+    def ring_for_consult(self, call_id: UUID, leg_id: str, occurred_at: datetime,
+                         command_id: str | None = None, actor: str | None = None) -> None:
+        """A colleague calls this agent about a caller (an attended transfer,
+        through the API or from their own phone). "Ready only" is the ACD's
+        rule for routing; nobody routed this call, so an agent who is not
+        ready or in wrap-up can be rung too. Not one who is logged out or
+        already on the phone. Their wrap-up, if any, ends with the ring."""
+        require_aware(occurred_at)
+        if self.state not in (AgentState.READY, AgentState.NOT_READY, AgentState.WRAP_UP):
+            raise InvariantViolation(
+                f"agent {self.employee_no} is {self.state.value}: cannot take a consultation",
+                agent_id=str(self.id),
+            )
+        self._ringing(call_id=call_id, leg_id=leg_id, occurred_at=occurred_at,
+                      command_id=command_id, actor=actor)
+
     @event("Ringing")
     def _ringing(self, call_id: UUID, leg_id: str, occurred_at: datetime,
                  command_id: str | None, actor: str | None) -> None:
+        # Stored Ringing events all follow READY (wrap-up already closed):
+        # closing it here only matters for a consult ring during wrap-up.
+        self._close_wrap_up(occurred_at)
         self.call_id = call_id
         self.ready_since = None
         self._set_state(AgentState.RINGING, occurred_at)

@@ -26,12 +26,15 @@ class CallState(str, Enum):
     RINGING = "ringing"  # an agent's phone is alerting
     CONNECTED = "connected"
     HELD = "held"
+    # transferred to a number outside the center; the telephony adapter keeps
+    # the caller bridged with that party until one of them hangs up
+    OUTSIDE = "outside"
     ENDED = "ended"
     ABANDONED = "abandoned"
 
 
 LIVE_STATES = {CallState.OFFERED, CallState.IVR, CallState.QUEUED, CallState.RINGING,
-               CallState.CONNECTED, CallState.HELD}
+               CallState.CONNECTED, CallState.HELD, CallState.OUTSIDE}
 TERMINAL_STATES = {CallState.ENDED, CallState.ABANDONED}
 
 HANGUP_PARTIES = {"caller", "agent", "system", "supervisor", "transfer"}
@@ -286,6 +289,9 @@ class Call(LianxinAggregate):
             raise InvariantViolation(
                 f"cannot queue a call that is {self.state.value}; transfer or end the agent leg first"
             )
+        if self.state == CallState.OUTSIDE:
+            raise InvariantViolation("cannot queue a call transferred outside the center",
+                                     call_id=str(self.id))
         skills = dict(required_skills or {})
         for name, level in skills.items():
             if not isinstance(level, int) or not 0 <= level <= 10:
@@ -525,9 +531,9 @@ class Call(LianxinAggregate):
             self.legs[from_leg_id]["ended_at"] = occurred_at
         if to_leg_id is not None:
             # handed to the answered consult leg: the conversation goes on
-            leg = self.legs[to_leg_id]
+            # (to_agent_id is that leg's agent: set whenever to_leg_id is)
             self.consult_leg_id = None
-            self.agent_id = leg["agent_id"] if to_agent_id is None else to_agent_id
+            self.agent_id = to_agent_id
             self.leg_id = to_leg_id
             self.state = CallState.CONNECTED
             self.last_at = occurred_at
@@ -537,7 +543,15 @@ class Call(LianxinAggregate):
         self.leg_id = None
         # The caller waits for the target: in a queue, or as if queued while the
         # target agent is alerted. ``queued_at`` restarts for the new queue.
-        self.state = CallState.QUEUED if target_type in ("queue", "agent") else CallState.IVR
+        # Sent outside the center, the caller talks with that party (every
+        # stored v1 external transfer is followed by the call's end: the
+        # state it passed through changes nothing after it).
+        if target_type in ("queue", "agent"):
+            self.state = CallState.QUEUED
+        elif target_type == "external":
+            self.state = CallState.OUTSIDE
+        else:
+            self.state = CallState.IVR
         if target_type == "queue":
             self.queue = target
             self.queued_at = occurred_at
@@ -812,7 +826,8 @@ class Call(LianxinAggregate):
             command_id: str | None = None, actor: str | None = None) -> None:
         """The call is over. A caller who hangs up before an agent answered has
         abandoned (in the IVR only if they were waiting to be served there:
-        callers who leave after self-service are served, not abandoned)."""
+        callers who leave after self-service are served, not abandoned). A
+        call transferred outside the center was served: no abandon then."""
         if hung_up_by not in HANGUP_PARTIES:
             raise InvalidValue(f"hung_up_by must be one of {sorted(HANGUP_PARTIES)}",
                                field="hung_up_by")

@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import LianxinAggregate, pseudonymise, require_aware, require_text, stable_id
+from domain.deadlines import Cadence
 from domain.errors import InvalidValue, InvariantViolation
 
 
@@ -445,38 +446,43 @@ class WorkOrder(LianxinAggregate):
         self.policy_version = policy_version
         self._remember(command_id)
 
-    def urge(self, stage: str, seq: int, due_at: datetime, department: str,
-             escalate_after: int, escalate_to: tuple[str, ...] | list[str] | str,
+    def urge(self, stage: str, seq: int, due_at: datetime, department: str, cadence: Cadence,
              occurred_at: datetime, first_seq: int | None = None,
              first_due_at: datetime | None = None, command_id: str | None = None,
              actor: str | None = None) -> None:
         """Urging for the due moments ``first_seq``..``seq`` of the stage's
         deadline (one moment unless the timer caught up on missed ones).
-        Every ``escalate_after`` moments raise the escalation one level up
-        ``escalate_to`` (lowest first), never beyond its top."""
+        Every ``cadence.escalate_after`` moments raise the escalation one
+        level up ``cadence.escalate_to`` (lowest first), never beyond its top."""
+        first_seq = seq if first_seq is None else first_seq
+        if seq < first_seq:
+            raise InvalidValue("an urging covers at least one due moment", field="seq")
+        if not isinstance(cadence, Cadence):
+            raise InvalidValue("cadence must be a Cadence", field="cadence")
+        if isinstance(cadence.escalate_after, bool) or not isinstance(cadence.escalate_after, int) \
+                or cadence.escalate_after < 1:
+            raise InvalidValue("escalate_after must be a positive integer", field="escalate_after")
+        due_at = require_aware(due_at)
+        first_due_at = require_aware(first_due_at or due_at, "first_due_at")
+        department = require_text(department, "department")
+        occurred_at = require_aware(occurred_at)
         if stage not in self.active_stages():
             raise InvariantViolation(f"the {stage} deadline is no longer in play")
         if self.is_paused:
             raise InvariantViolation("the clock is paused: no urging")
-        first_seq = seq if first_seq is None else first_seq
         expected = self.urgings.get(stage, 0) + 1
         if first_seq != expected:
             raise InvariantViolation(
                 f"urging {first_seq} of {stage} is out of turn (next is {expected})")
-        if seq < first_seq:
-            raise InvalidValue("an urging covers at least one due moment", field="seq")
-        first_due_at = require_aware(first_due_at or due_at, "first_due_at")
         deadline = self.deadlines[stage]
-        self._urged(stage=stage, seq=seq, deadline=deadline, due_at=require_aware(due_at),
-                    department=require_text(department, "department"),
-                    missed=seq - first_seq, first_due_at=first_due_at,
-                    occurred_at=require_aware(occurred_at), command_id=command_id, actor=actor)
-        chain = (escalate_to,) if isinstance(escalate_to, str) else tuple(escalate_to)
-        level = min(seq // escalate_after, len(chain)) if escalate_after else 0
+        self._urged(stage=stage, seq=seq, deadline=deadline, due_at=due_at,
+                    department=department, missed=seq - first_seq, first_due_at=first_due_at,
+                    occurred_at=occurred_at, command_id=command_id, actor=actor)
+        level = cadence.level_after(seq)
         if level > self.escalations.get(stage, 0):
-            self._escalated(stage=stage, deadline=deadline, level=level, to=chain[level - 1],
-                            after_urgings=seq, occurred_at=occurred_at, command_id=None,
-                            actor=actor)
+            self._escalated(stage=stage, deadline=deadline, level=level,
+                            to=cadence.target(level), after_urgings=seq,
+                            occurred_at=occurred_at, command_id=None, actor=actor)
 
     class Urged(LianxinAggregate.Event):
         """Urging of one deadline. ``seq`` is the ordinal of the latest due

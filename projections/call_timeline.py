@@ -153,7 +153,8 @@ class CallTimelineProjection:
         elif name == "Transferred":
             sets += ["transfers=transfers+1", "agent_id=NULL",
                      "state=?"]
-            args.append("queued" if event.target_type in ("queue", "agent") else "ivr")
+            args.append("queued" if event.target_type in ("queue", "agent")
+                        else "outside" if event.target_type == "external" else "ivr")
             if event.target_type == "queue":
                 sets += ["queue=?", "queued_at=?"]
                 args += [event.target, when]

@@ -9,7 +9,7 @@ from uuid import UUID
 from domain.errors import NotFound
 from queries.read_db import reading
 
-LIVE = ("offered", "ivr", "queued", "ringing", "connected", "held")
+LIVE = ("offered", "ivr", "queued", "ringing", "connected", "held", "outside")
 
 _SUMMARY = ("SELECT c.*, a.employee_no AS employee_no FROM calls c"
             " LEFT JOIN agent_board a ON a.agent_id = c.agent_id")

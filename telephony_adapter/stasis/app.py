@@ -50,7 +50,8 @@ SEEN_MEMORY = 20000
 
 # what a call was doing when the adapter that handled it went away
 RECOVERY_STAGE = {"offered": "being answered", "ivr": "in the IVR",
-                  "connected": "connected to an agent", "held": "on hold"}
+                  "connected": "connected to an agent", "held": "on hold",
+                  "outside": "transferred out (the outside conversation was lost)"}
 
 
 class RestPort(Protocol):

@@ -20,7 +20,7 @@ from domain.call import TRANSFER_TARGETS
 from domain.errors import InvalidValue, InvariantViolation, NotFound
 from telephony_adapter.ari.errors import AriError
 from telephony_adapter.stasis.flow import CallPlan, _short
-from telephony_adapter.stasis.tracker import CallView
+from telephony_adapter.stasis.tracker import TRANSFERRED_OUT, CallView
 
 if TYPE_CHECKING:
     from telephony_adapter.stasis.app import StasisApp
@@ -140,7 +140,7 @@ class CallControl:
                                                     command_id=self._cid(plan, "transfer", key))]
             if target_type == "external":
                 cmds.append(m.EndCall(call_id=view.call_id, hung_up_by="transfer",
-                                      cause="transferred out", occurred_at=now,
+                                      cause=TRANSFERRED_OUT, occurred_at=now,
                                       command_id=plan.next_id("end")))
             await self._run(*cmds)
             self._release_leg(view, old_leg)
@@ -176,6 +176,22 @@ class CallControl:
         view, plan = self._talking(call_id)
         if any(_consulting(leg) for leg in view.legs.values()):
             raise InvariantViolation("a consultation is already in progress")
+        flow = self.flow
+        if employee_no in flow.consulting or flow.acd.ringing_for(employee_no) is not None:
+            # the ACD is ringing them for a waiting caller, or another agent
+            # is calling them: their record may not show it yet
+            raise InvariantViolation(f"agent {employee_no} is being called already")
+        # Out of routing before anything is awaited: otherwise the ACD could
+        # offer them a waiting caller while we read their record.
+        flow.consulting.add(employee_no)
+        flow.acd.agent_unavailable(employee_no)
+        try:
+            return await self._call_colleague(view, plan, employee_no)
+        except BaseException:
+            await flow.resync_agent(employee_no)  # routing follows their record again
+            raise
+
+    async def _call_colleague(self, view: CallView, plan: CallPlan, employee_no: str) -> str:
         colleague = await self.flow.agent(employee_no)
         if colleague is None or colleague.state != AgentState.READY:
             # completing would route the caller to them: refuse now, not after
@@ -191,14 +207,11 @@ class CallControl:
                 await self._ari("POST", f"/bridges/{plan.bridge}/removeChannel",
                                 channel=view.external_id)
                 await self.flow.start_moh(plan)
-            self.flow.consulting.add(employee_no)
-            self.flow.acd.agent_unavailable(employee_no)
-            endpoint = colleague.endpoint or f"PJSIP/{employee_no}"
-            channel = await self.flow.originate(view.external_id, employee_no, endpoint,
+            channel = await self.flow.originate(view.external_id, employee_no,
+                                                self.flow.phone_of(colleague, employee_no),
                                                 self.flow.config.queues[0].ring_timeout_s,
                                                 role="consult")
             if channel is None:
-                await self.flow.resync_agent(employee_no)
                 raise InvariantViolation(f"agent {employee_no} cannot be called")
             return channel
 
@@ -226,7 +239,9 @@ class CallControl:
                 m.TransferCall(call_id=view.call_id, kind="attended", target_type="agent",
                                target=leg.employee_no, to_leg_id=leg.channel, occurred_at=now,
                                command_id=self._cid(plan, "transfer", key)))
-            self.flow.consulting.discard(leg.employee_no)  # ringing for the call now
+            # their record shows them on this call now (ON_CALL): it keeps
+            # them out of routing, the consultation no longer has to
+            self.flow.consulting.discard(leg.employee_no)
             self._release_leg(view, old_leg)
             leg.role, leg.alerted = "agent", True
             self.tracker.channels[leg.channel] = (view.external_id, "agent")

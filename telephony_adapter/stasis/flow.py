@@ -487,7 +487,12 @@ class CallFlow:
         view = self.tracker.calls.get(sig.external_id)
         leg = view.legs.get(sig.channel) if view is not None else None
         if leg is not None and leg.role == "consult":
-            await self._consult_unanswered(sig)
+            # The colleague's phone rang out (or was busy): as with a leg the
+            # ACD rang, the tracker's ``ReportConsultMissed`` puts them
+            # not-ready (``ring_no_answer``) so nobody else is sent to an
+            # empty desk. The call stays on hold with the first agent; routing
+            # follows the colleague's record again.
+            await self._on_consult_ended(sig)
             return
         if plan is None:
             return
@@ -500,14 +505,6 @@ class CallFlow:
                              at_front=True)
         plan.agent_channel = None
         await self.dispatch()
-
-    async def _consult_unanswered(self, sig: Signal) -> None:
-        """The colleague's phone rang out (or was busy): as with a leg the
-        ACD rang, the tracker's ``ReportConsultMissed`` puts them not-ready
-        (``ring_no_answer``) so nobody else is sent to an empty desk. The call
-        itself stays on hold with the first agent. Routing follows their
-        record again."""
-        await self.resync_agent(sig.employee_no)
 
     async def _on_leg_answered(self, sig: Signal) -> None:
         plan = self._plan(sig.external_id)
@@ -667,15 +664,14 @@ class CallFlow:
                 await self.ari("POST", f"/bridges/{plan.bridge}/addChannel",
                                channel=plan.external_id)
 
-    async def endpoint_of(self, employee_no: str) -> str:
-        from domain.agent import agent_id_for
+    @staticmethod
+    def phone_of(agent: Agent | None, employee_no: str) -> str:
+        """Where an agent is called: the phone they logged in on, else the
+        one of their number."""
+        return (agent.endpoint if agent is not None else None) or f"PJSIP/{employee_no}"
 
-        try:
-            agent = await asyncio.to_thread(self.app.service.app.repository.get,
-                                            agent_id_for(employee_no))
-            return agent.endpoint or f"PJSIP/{employee_no}"
-        except Exception:  # noqa: BLE001
-            return f"PJSIP/{employee_no}"
+    async def endpoint_of(self, employee_no: str) -> str:
+        return self.phone_of(await self.agent(employee_no), employee_no)
 
     async def _on_orphan(self, sig: Signal) -> None:
         await self.ari("DELETE", f"/channels/{sig.channel}")

@@ -474,11 +474,7 @@ class CallTracker:
                                                             **self._kw(ev, "conf-leave")))
             return
         if leg.role == "consult":
-            outcome = RING_OUTCOME_BY_CAUSE.get(cause, "unavailable")
-            if leg.canceled:
-                outcome = "canceled"  # the agent took the caller back
-            elif outcome == "canceled":
-                outcome = "no_answer"  # we cancelled it: the ring timed out
+            outcome = _ring_outcome(cause, taken_back=leg.canceled)
             if view.live and leg.alerted and view.state in ("connected", "held"):
                 if leg.answered:
                     out.commands.append(m.EndConsult(
@@ -501,9 +497,7 @@ class CallTracker:
         if not leg.answered:
             if view.state != "ringing":
                 return
-            outcome = RING_OUTCOME_BY_CAUSE.get(cause, "unavailable")
-            if outcome == "canceled":
-                outcome = "no_answer"  # we cancelled it: the ring timed out
+            outcome = _ring_outcome(cause)
             out.commands.append(m.ReportRingNoAnswer(call_id=view.call_id, leg_id=leg.channel,
                                                      outcome=outcome, **self._kw(ev, "rna")))
             view.state, view.agent_leg = "queued", None
@@ -675,20 +669,25 @@ class CallTracker:
 
     def _take_over(self, view: CallView, ev: dict[str, Any], transferer: str, seat: str,
                    employee: str, endpoint: str, out: Translation) -> None:
-        # In the domain an attended transfer hands the caller on (Transferred),
-        # then the colleague is alerted and answers: here all at the moment
-        # Asterisk reports, since the colleague was on the line already.
+        # The colleague was on the line with the agent already: recorded as
+        # the consultation the API would make (the colleague's leg is the
+        # seat, alerted and answered at the moment Asterisk reports), then
+        # the attended transfer hands the call to that leg. A colleague the
+        # domain cannot ring (logged out, busy) makes AlertConsult fail and
+        # with it the rest (no live consult leg): the call stays connected
+        # with the first agent, never transferred to a leg it does not know.
         # ``seat`` is the channel in our bridge (a Local ;1 for a link).
+        kw_alert = self._kw(ev, "consult-alert", seat)
+        out.commands.append(m.AlertConsult(call_id=view.call_id, employee_no=employee,
+                                           leg_id=seat, endpoint=endpoint, **kw_alert))
+        out.commands.append(m.AnswerConsult(call_id=view.call_id, leg_id=seat,
+                                            **self._kw(ev, "consult-answer", seat)))
+        out.commands.append(m.TransferCall(call_id=view.call_id, kind="attended",
+                                           target_type="agent", target=employee, to_leg_id=seat,
+                                           **self._kw(ev, "transfer", transferer)))
         old = view.legs.get(transferer)
         if old is not None:
             old.released = True
-        out.commands.append(m.TransferCall(call_id=view.call_id, kind="attended",
-                                           target_type="agent", target=employee,
-                                           **self._kw(ev, "transfer", transferer)))
-        out.commands.append(m.AlertAgent(call_id=view.call_id, employee_no=employee, leg_id=seat,
-                                         endpoint=endpoint, **self._kw(ev, "alert", seat)))
-        out.commands.append(m.AnswerCall(call_id=view.call_id, leg_id=seat,
-                                         **self._kw(ev, "answer", seat)))
         view.legs[seat] = Leg(channel=seat, employee_no=employee, alerted=True, answered=True)
         self.channels[seat] = (view.external_id, "agent")
         view.agent_leg, view.state = seat, "connected"
@@ -770,6 +769,17 @@ class CallTracker:
                     cmd.command_id = f"reconcile:{epoch}:{leg.channel}:{type(cmd).__name__}"
                     cmd.occurred_at = at
         return out
+
+
+def _ring_outcome(cause: int, *, taken_back: bool = False) -> str:
+    """How a leg that never answered ended, from its hang-up cause. A
+    ``canceled`` cause there is our own hang-up when the ring timed out (no
+    answer); ``taken_back``: the agent hung up their consultation, taking
+    the caller back (canceled)."""
+    if taken_back:
+        return "canceled"
+    outcome = RING_OUTCOME_BY_CAUSE.get(cause, "unavailable")
+    return "no_answer" if outcome == "canceled" else outcome
 
 
 def _trunk(ch: dict[str, Any]) -> str:

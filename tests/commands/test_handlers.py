@@ -234,20 +234,81 @@ def test_a_missed_or_ended_consultation_releases_the_colleague(lianxin):
     assert get(lianxin, agent_id_for("1001")).state == AgentState.WRAP_UP
 
 
-def test_consulting_a_colleague_who_is_not_ready_changes_nothing(lianxin):
+@pytest.mark.parametrize("colleague_state", ["not_ready", "wrap_up"])
+def test_a_colleague_not_ready_or_in_wrap_up_can_be_consulted_and_take_the_call(
+        lianxin, colleague_state):
+    # "ready only" is the ACD's rule; a consultation is not routing
     svc = lianxin.commands
     staff(svc, "1001", "1002")
+    if colleague_state == "wrap_up":
+        earlier = queued_call(svc, "earlier")
+        svc.handle(m.AlertAgent(call_id=earlier, employee_no="1002", occurred_at=at(6)))
+        svc.handle(m.AnswerCall(call_id=earlier, occurred_at=at(7)))
+        svc.handle(m.EndCall(call_id=earlier, hung_up_by="agent", occurred_at=at(8)))
+    else:
+        svc.handle(m.MakeNotReady(employee_no="1002", reason="meal", occurred_at=at(5)))
+    assert get(lianxin, agent_id_for("1002")).state.value == colleague_state
     cid = queued_call(svc)
     svc.handle(m.AlertAgent(call_id=cid, employee_no="1001", occurred_at=at(6)))
     svc.handle(m.AnswerCall(call_id=cid, occurred_at=at(9)))
-    svc.handle(m.MakeNotReady(employee_no="1002", reason="meal", occurred_at=at(10)))
+    svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", leg_id="seat", occurred_at=at(21)))
+    svc.handle(m.AnswerConsult(call_id=cid, leg_id="seat", occurred_at=at(21)))
+    svc.handle(m.TransferCall(call_id=cid, kind="attended", target_type="agent", target="1002",
+                              to_leg_id="seat", occurred_at=at(21)))
+    call = get(lianxin, cid)
+    assert (call.state, call.agent_id, call.leg_id) == (
+        CallState.CONNECTED, agent_id_for("1002"), "seat")
+    assert get(lianxin, agent_id_for("1002")).state == AgentState.ON_CALL
+    svc.handle(m.EndCall(call_id=cid, hung_up_by="caller", occurred_at=at(60)))
+    assert get(lianxin, cid).state == CallState.ENDED  # answered, not abandoned
+    assert get(lianxin, agent_id_for("1002")).state == AgentState.WRAP_UP
+
+
+def test_consulting_a_colleague_who_is_logged_out_or_busy_changes_nothing(lianxin):
+    svc = lianxin.commands
+    staff(svc, "1001", "1002")
+    svc.handle(m.RegisterAgent(employee_no="1005", name="Agent 1005", skills={}))
+    other = queued_call(svc, "other")
+    svc.handle(m.AlertAgent(call_id=other, employee_no="1002", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=other, occurred_at=at(7)))  # 1002 is on another call
+    cid = queued_call(svc)
+    svc.handle(m.AlertAgent(call_id=cid, employee_no="1001", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=cid, occurred_at=at(9)))
     before = lianxin.app.max_position()
-    with pytest.raises(InvariantViolation, match="not ready"):
-        svc.handle(m.AlertConsult(call_id=cid, employee_no="1002", occurred_at=at(21)))
-    with pytest.raises(InvariantViolation, match="no consult leg"):
-        svc.handle(m.AnswerConsult(call_id=cid, occurred_at=at(22)))
+    for colleague, state in (("1002", "on_call"), ("1005", "logged_out")):
+        with pytest.raises(InvariantViolation, match=state):
+            svc.handle(m.AlertConsult(call_id=cid, employee_no=colleague, occurred_at=at(21)))
+        with pytest.raises(InvariantViolation, match="no consult leg"):
+            svc.handle(m.AnswerConsult(call_id=cid, occurred_at=at(22)))
     assert lianxin.app.max_position() == before
     assert get(lianxin, cid).consult_leg_id is None
+
+
+def test_a_phone_transfer_to_a_busy_colleague_leaves_the_call_with_the_first_agent(lianxin):
+    # what the Stasis tracker submits for an attended transfer made on the
+    # agent's phone: if the colleague cannot be rung, nothing of it applies
+    svc = lianxin.commands
+    staff(svc, "1001", "1002")
+    other = queued_call(svc, "other")
+    svc.handle(m.AlertAgent(call_id=other, employee_no="1002", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=other, occurred_at=at(7)))
+    cid = queued_call(svc)
+    svc.handle(m.AlertAgent(call_id=cid, employee_no="1001", leg_id="leg-1", occurred_at=at(6)))
+    svc.handle(m.AnswerCall(call_id=cid, occurred_at=at(9)))
+    before = lianxin.app.max_position()
+    results = svc.handle_many([
+        m.AlertConsult(call_id=cid, employee_no="1002", leg_id="seat", occurred_at=at(21)),
+        m.AnswerConsult(call_id=cid, leg_id="seat", occurred_at=at(21)),
+        m.TransferCall(call_id=cid, kind="attended", target_type="agent", target="1002",
+                       to_leg_id="seat", occurred_at=at(21))])
+    assert all(isinstance(r, InvariantViolation) for r in results)
+    assert lianxin.app.max_position() == before
+    call = get(lianxin, cid)
+    assert (call.state, call.agent_id, call.leg_id) == (
+        CallState.CONNECTED, agent_id_for("1001"), "leg-1")
+    assert get(lianxin, agent_id_for("1001")).state == AgentState.ON_CALL
+    svc.handle(m.EndCall(call_id=cid, hung_up_by="caller", occurred_at=at(60)))
+    assert get(lianxin, cid).state == CallState.ENDED
 
 
 def test_the_call_timeline_shows_the_consult_leg_and_the_hand_over(lianxin):

@@ -220,12 +220,19 @@ def test_a_stored_v1_outbound_offer_and_external_transfer_move_the_numbers_into_
     last = list(app.events.get(cid))[-1]
     assert (last.schema_version, last.target, last.pii) == (2, "", {"target": "057188886666"})
     assert app.repository.get(cid).transfers == 1
+    # in the outside conversation now; every stored v1 external transfer is
+    # followed by the call's end, which it replays to as before
+    assert app.repository.get(cid).state.value == "outside"
+    svc.handle(m.EndCall(call_id=cid, hung_up_by="caller", cause="transferred out"))
+    replayed = app.repository.get(cid)
+    assert (replayed.state.value, replayed.abandon_stage) == ("ended", None)
     # Readers see the numbers as they always did.
     fresh(lianxin)
     assert get_call(lianxin, cid)["dialed_number"] == "13800002222"
     fields = {e["event_type"]: e["fields"] for e in call_events(lianxin, cid)}
     assert fields["Offered"]["dialed_number"] == "13800002222"
     assert fields["Transferred"]["target"] == "057188886666"
+    assert get_call(lianxin, cid)["state"] == "ended"
 
 
 def test_new_outbound_offers_store_the_number_in_pii_and_its_pseudonym(lianxin):

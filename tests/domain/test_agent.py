@@ -65,6 +65,53 @@ def test_a_call_cannot_be_routed_to_an_agent_who_is_not_ready():
         a.ring(uuid4(), "leg-1", at(2))
 
 
+def test_a_consultation_rings_an_agent_who_is_ready_not_ready_or_in_wrap_up():
+    # "ready only" is the ACD's rule: a colleague calling about a caller is not routing
+    for make in ("ready", "not_ready", "wrap_up"):
+        a = ready()
+        if make == "not_ready":
+            a.make_not_ready("meal", at(3))
+        elif make == "wrap_up":
+            earlier = uuid4()
+            a.ring(earlier, "leg-0", at(3))
+            a.connect(earlier, at(4))
+            a.release_call(earlier, at(5))
+        call = uuid4()
+        with pytest.raises(InvalidValue):  # values before state
+            a.ring_for_consult(call, "consult-1", datetime(2026, 11, 23, 8, 0))
+        a.ring_for_consult(call, "consult-1", at(10))
+        assert (a.state, a.call_id) == (AgentState.RINGING, call)
+        a.connect(call, at(12))
+        assert a.state == AgentState.ON_CALL
+
+
+def test_a_consultation_does_not_ring_an_agent_logged_out_or_on_the_phone():
+    a = agent()
+    with pytest.raises(InvariantViolation, match="logged_out"):
+        a.ring_for_consult(uuid4(), "consult-1", at(1))
+    a = ready()
+    call = uuid4()
+    a.ring(call, "leg-1", at(3))
+    with pytest.raises(InvariantViolation, match="ringing"):
+        a.ring_for_consult(uuid4(), "consult-1", at(4))
+    a.connect(call, at(5))
+    with pytest.raises(InvariantViolation, match="on_call"):
+        a.ring_for_consult(uuid4(), "consult-1", at(6))
+
+
+def test_a_consultation_ringing_during_wrap_up_ends_that_wrap_up():
+    a = ready()
+    earlier, call = uuid4(), uuid4()
+    a.ring(earlier, "leg-0", at(3))
+    a.connect(earlier, at(4))
+    a.release_call(earlier, at(10))  # wrap-up from 10
+    a.ring_for_consult(call, "consult-1", at(20))  # interrupted at 20
+    a.miss_call(call, "no_answer", at(35))
+    a.make_ready(at(100))
+    # not 90 s of wrap-up: it ended when the consultation rang
+    assert a.collect_events()[-1].wrap_up_s is None
+
+
 def test_ring_answer_release_wrap_up_ready_with_wrap_up_duration():
     a = ready()
     call = uuid4()

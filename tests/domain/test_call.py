@@ -357,6 +357,31 @@ def test_an_external_transfer_number_is_kept_in_pii():
     assert queued.collect_events()[-1].target == "billing" and queued.queue == "billing"
 
 
+def test_a_call_transferred_outside_the_center_is_live_outside_not_in_the_ivr():
+    call, _ = connected()
+    call.transfer("blind", "external", "057188886666", at(40))
+    assert call.state == CallState.OUTSIDE and call.is_live
+    assert (call.agent_id, call.leg_id) == (None, None)
+    # the caller talks with the outside party: nothing of the IVR or a queue
+    with pytest.raises(InvariantViolation):
+        call.choose("main", "1", "queue:power", at(41))
+    with pytest.raises(InvariantViolation):
+        call.use_self_service("outage_info", "ok", None, at(41))
+    with pytest.raises(InvariantViolation):
+        call.enqueue("power", at(41))
+    with pytest.raises(InvariantViolation):
+        call.enter_ivr("main", at(41))
+    call.start_recording("rec-2", "bridge:b", at(42))  # the bridge recording may go on
+    # the caller hanging up then was served: no abandon
+    call.end("caller", "transferred out; the caller hung up", at(90))
+    assert call.state == CallState.ENDED and call.abandon_stage is None
+    assert names(call)[-1] == "Ended"
+    # an IVR target is still the IVR
+    back, _ = connected()
+    back.transfer("blind", "ivr", "survey", at(40))
+    assert back.state == CallState.IVR
+
+
 def test_an_outbound_calls_dialed_number_is_the_customers_and_kept_in_pii():
     call = Call.offer(external_id="o", dialed_number="13800002222", trunk="", caller_hash="",
                       caller_number=None, direction="outbound", dialed_hash="h-1",

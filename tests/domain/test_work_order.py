@@ -157,3 +157,43 @@ def test_a_fault_location_is_never_keyed_by_a_clear_address():
     assert spot.id == fault_location_id("address#0123abcd")
     (created,) = spot.collect_events()
     assert created.schema_version == 2 and created.pii == {}
+
+
+def _urgeable() -> WorkOrder:
+    wo = opened()
+    wo.set_deadlines({"dispatch": at(60)}, {"dispatch": "hours"}, "opened", "p1",
+                     occurred_at=at(1))
+    return wo
+
+
+def _cadence(escalate_after: int = 2, to: tuple[str, ...] = ("supervisor", "manager")):
+    from domain.deadlines import Cadence, Duration
+
+    return Cadence(Duration(1, "hours"), Duration(4, "hours"), escalate_after, to)
+
+
+def test_urging_checks_its_values_before_the_orders_state():
+    wo = _urgeable()
+    before = wo.version
+    # a stage not in play (state) and a malformed urging (value): the value is reported
+    bad = dict(stage="callback", seq=1, due_at=at(70), department="ops", cadence=_cadence(),
+               occurred_at=at(70))
+    with pytest.raises(InvariantViolation):
+        wo.urge(**bad)
+    for change in ({"seq": 1, "first_seq": 2}, {"due_at": datetime(2026, 11, 23, 10, 0)},
+                   {"first_due_at": datetime(2026, 11, 23, 10, 0)},
+                   {"department": ""}, {"occurred_at": datetime(2026, 11, 23, 10, 0)},
+                   {"cadence": _cadence(escalate_after=0)}):
+        with pytest.raises(InvalidValue):
+            wo.urge(**{**bad, **change})
+    assert wo.version == before and wo.urgings == {"dispatch": 0}
+
+
+def test_urging_escalates_up_the_cadence_chain_and_stops_at_its_top():
+    wo = _urgeable()
+    cadence = _cadence()
+    for seq in range(1, 8):
+        wo.urge("dispatch", seq, at(60 + seq), "dispatch", cadence, occurred_at=at(60 + seq))
+    escalated = [(e.level, e.to, e.after_urgings) for e in wo.collect_events()
+                 if type(e).__name__ == "Escalated"]
+    assert escalated == [(1, "supervisor", 2), (2, "manager", 4)]

@@ -335,6 +335,78 @@ async def test_a_consulted_colleague_is_not_offered_another_caller(sqlite_lianxi
             await s.call_state(c, "ended")
 
 
+async def test_a_colleague_is_out_of_routing_while_the_consultation_reads_their_record(
+        sqlite_lianxin):
+    # The ACD must not pick the colleague for a waiting caller between the
+    # moment the consultation reads their record (ready) and the moment it
+    # calls them.
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        other = "1002" if call.agent_id == agent_id_for("1001") else "1001"
+        flow = s.app.flow
+        read_record, waiting = flow.agent, []
+
+        async def slow_read(employee_no):
+            agent = await read_record(employee_no)
+            if employee_no == other and not waiting:
+                # meanwhile a caller asks for an agent and the ACD looks
+                nxt = s.sim.place_call(caller="2")
+                waiting.append(nxt)
+                await s.call_state(nxt, "ivr")
+                await s.sim.press(nxt, "0")
+                await s.call_state(nxt, "queued", "ringing")
+                await flow.dispatch()
+            return agent
+
+        flow.agent = slow_read
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
+        assert r.status_code == 200, r.text
+        consult = r.json()["channel"]
+        (nxt,) = waiting
+        await s.until(lambda: s.app.tracker.calls[ch].legs[consult].answered, what="consult up")
+        assert s.call(nxt).state.value == "queued" and s.call(nxt).agent_id is None
+        assert flow.acd.ringing_for(other) is None
+        assert not [c for c, _ in s.app.rejected if isinstance(c, m.AlertConsult)]
+        assert _agent_state(lx, other) == AgentState.ON_CALL
+        r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
+        assert r.status_code == 200, r.text
+        taken = await s.call_state(nxt, "connected", timeout=15)
+        assert taken.agent_id == agent_id_for(other)
+        for c in (ch, nxt):
+            s.sim.hangup(c)
+            await s.call_state(c, "ended")
+
+
+async def _returns(value):
+    return value
+
+
+async def test_consulting_a_colleague_the_acd_is_ringing_is_refused(sqlite_lianxin):
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        other = "1002" if call.agent_id == agent_id_for("1001") else "1001"
+        s.sim.register_endpoint(f"PJSIP/{other}", NeverAnswer())
+        flow = s.app.flow
+        # the ACD has picked them but their record does not say so yet (its
+        # AlertAgent is still on the way to the store): what a read returns then
+        before = await flow.agent(other)
+        assert before.state == AgentState.READY
+        read_record = flow.agent
+        flow.agent = lambda emp: _returns(before) if emp == other else read_record(emp)
+        nxt = s.sim.place_call(caller="2")
+        await s.call_state(nxt, "ivr")
+        await s.sim.press(nxt, "0")
+        await s.until(lambda: flow.acd.ringing_for(other) == nxt, what="ACD rings them")
+        r = await http.post(f"/telephony/calls/{call.id}/consult", json={"employee_no": other})
+        assert r.status_code == 409
+        assert other not in s.app.flow.consulting
+        assert s.app.flow.acd.ringing_for(other) == nxt  # their ring for the caller goes on
+        assert s.call(ch).state.value == "connected"  # the caller was not put on hold
+        for c in (ch, nxt):
+            s.sim.hangup(c)
+            await s.call_state(c, "ended", "abandoned")
+
+
 async def test_consulting_a_colleague_who_is_not_ready_is_refused(sqlite_lianxin):
     lx = sqlite_lianxin
     async with connected_call(lx, "1001") as (s, http, ch, call):
@@ -345,6 +417,7 @@ async def test_consulting_a_colleague_who_is_not_ready_is_refused(sqlite_lianxin
         assert r.status_code == 409 and "not_ready" in r.json()["detail"]
         assert lx.app.max_position() == before  # the caller was not even put on hold
         assert not [c for c in s.sim.channel_ids() if c.startswith("agent-1005-")]
+        assert "1005" not in s.app.flow.consulting  # routing follows their record again
         s.sim.hangup(ch)
         await s.call_state(ch, "ended")
 
@@ -428,13 +501,16 @@ async def test_attended_transfer_by_the_agent_phone(sqlite_lianxin):
         assert after.leg_id == seat
         assert _in_bridge(s, f"call-{ch}", seat) and _in_bridge(s, f"call-{ch}", ch)
         evs = [e for e in events_since(lx, start) if type(e).__qualname__.startswith("Call.")]
-        assert names(evs) == ["Call.Held", "Call.Transferred", "Call.AgentAlerted",
-                              "Call.Answered"]
-        xfer = evs[1]
+        # recorded as the consultation the API makes: the colleague's leg is
+        # the seat, and the transfer hands the call to it
+        assert names(evs) == ["Call.Held", "Call.ConsultAlerted", "Call.ConsultAnswered",
+                              "Call.Transferred"]
+        xfer = evs[3]
         assert (xfer.kind, xfer.target_type, xfer.target) == ("attended", "agent", other)
+        assert (xfer.to_leg_id, xfer.to_agent_id) == (seat, agent_id_for(other))
         # stamped when Asterisk reported the transfer
         bat = next(e for e in s.sim.events if e["type"] == "BridgeAttendedTransfer")
-        assert xfer.occurred_at == evs[3].occurred_at == datetime.fromisoformat(bat["timestamp"])
+        assert evs[1].occurred_at == xfer.occurred_at == datetime.fromisoformat(bat["timestamp"])
         assert lx.app.repository.get(first).state == AgentState.WRAP_UP
         assert lx.app.repository.get(agent_id_for(other)).state == AgentState.ON_CALL
         # one recording throughout, still running in the same bridge
@@ -446,6 +522,59 @@ async def test_attended_transfer_by_the_agent_phone(sqlite_lianxin):
         await s.until(lambda: any("survey" in str(r) for r in s.sim.requests), what="survey")
         assert lx.app.repository.get(agent_id_for(other)).state == AgentState.WRAP_UP
         s.sim.hangup(ch)
+
+
+def _put_in_wrap_up(lx, employee_no):
+    """The agent finished another call (not one the simulator carries) and
+    is doing its after-call work."""
+    ext = f"earlier-{employee_no}"
+    call_id = lx.commands.handle(m.OfferCall(external_id=ext, dialed_number="95588")).aggregate_id
+    lx.commands.handle(m.QueueCall(call_id=call_id, queue="general"))
+    lx.commands.handle(m.AlertAgent(call_id=call_id, employee_no=employee_no, leg_id=f"{ext}-leg"))
+    lx.commands.handle(m.AnswerCall(call_id=call_id))
+    lx.commands.handle(m.EndCall(call_id=call_id, hung_up_by="agent"))
+    assert _agent_state(lx, employee_no) == AgentState.WRAP_UP
+
+
+@pytest.mark.parametrize("colleague_state", ["not_ready", "wrap_up"])
+async def test_attended_transfer_by_the_phone_to_a_colleague_who_is_not_ready(
+        sqlite_lianxin, colleague_state):
+    # The agent's phone calls a colleague who is on a break (or finishing
+    # another call) and hands the caller over: nobody routed the call to
+    # them, so "ready only" does not apply. The colleague takes the call;
+    # it ends as answered, not abandoned in a queue.
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001", "1002") as (s, http, ch, call):
+        first = call.agent_id
+        other = "1002" if first == agent_id_for("1001") else "1001"
+        if colleague_state == "not_ready":
+            lx.commands.handle(m.MakeNotReady(employee_no=other, reason="meal"))
+        else:
+            _put_in_wrap_up(lx, other)
+        assert _agent_state(lx, other).value == colleague_state
+        start = lx.app.max_position()
+        leg = call.leg_id
+        s.sim.endpoint_hold(leg)
+        await s.call_state(ch, "held")
+        second, colleague = s.sim.phone_dial(leg, other)
+        await s.until(lambda: colleague in s.sim.core.channels
+                      and s.sim.core.channels[colleague].bridge, what="colleague answered")
+        seat = s.sim.refer_attended(leg, second)
+        after = await s.until(lambda: s.call(ch).agent_id == agent_id_for(other)
+                              and s.call(ch).state.value == "connected" and s.call(ch),
+                              what="colleague took the call")
+        assert after.leg_id == seat
+        assert _agent_state(lx, other) == AgentState.ON_CALL
+        assert lx.app.repository.get(first).state == AgentState.WRAP_UP
+        assert not [cmd for cmd, _ in s.app.rejected
+                    if getattr(cmd, "call_id", None) == call.id]
+        s.sim.hangup(ch)  # the caller hangs up while talking with the colleague
+        ended = await s.call_state(ch, "ended", "abandoned")
+        assert ended.state.value == "ended" and ended.abandon_stage is None
+        assert ended.hung_up_by == "caller"
+        assert ended.legs[seat]["answered_at"] is not None
+        assert "Call.Abandoned" not in kinds(lx, start)
+        assert _agent_state(lx, other) == AgentState.WRAP_UP
 
 
 async def test_blind_transfer_to_an_agent_over_http(sqlite_lianxin):

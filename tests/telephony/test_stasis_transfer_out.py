@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from domain.agent import AgentState, agent_id_for
+from domain.call import CallState
 from telephony_adapter.simulator import AnswerAfter
 from tests.telephony.conftest import events_since, names
 from tests.telephony.test_stasis_control import _in_bridge, connected_call
@@ -27,7 +28,7 @@ async def _transferred_out(s, lx, ch, call, seat, start):
     bridge = f"call-{ch}"
     after = await s.until(lambda: s.call(ch).transfers == 1 and s.call(ch), what="transferred")
     # the call is not over: the caller talks with the outside party in our bridge
-    assert after.is_live
+    assert after.is_live and after.state == CallState.OUTSIDE  # not waiting in the IVR
     await s.until(lambda: _in_bridge(s, bridge, seat) and _in_bridge(s, bridge, ch),
                   what="caller and outside party bridged")
     assert s.app.tracker.calls[ch].state == "outside"
@@ -69,6 +70,29 @@ async def test_blind_refer_out_lasts_until_the_outside_party_hangs_up(sqlite_lia
         await _all_gone(s, ch, seat, two)
         assert [k for k in names(_call_events(lx, start)) if "Recording" not in k] == [
             "Call.Transferred", "Call.Ended"]
+
+
+async def test_a_call_outside_reads_as_outside_and_a_restarted_adapter_ends_it_as_lost(
+        sqlite_lianxin):
+    from queries.calls import get_call
+    from queries.work_orders import fresh
+
+    lx = sqlite_lianxin
+    async with connected_call(lx, "1001") as (s, http, ch, call):
+        start = lx.app.max_position()
+        seat = s.sim.refer(call.leg_id, OUTSIDE)
+        await _transferred_out(s, lx, ch, call, seat, start)
+        fresh(lx)
+        row = get_call(lx, call.id)
+        assert row["state"] == "outside"
+        await s.stop_adapter()  # the caller stays in Stasis, with the outside party
+        await s.start_adapter()
+        ended = await s.call_state(ch, "ended")
+        assert ended.hung_up_by == "system"
+        (end,) = [e for e in _call_events(lx, start) if type(e).__qualname__ == "Call.Ended"]
+        assert end.cause == ("lost: the telephony adapter restarted while the call was "
+                             "transferred out (the outside conversation was lost)")
+        assert "Call.Abandoned" not in names(_call_events(lx, start))
 
 
 async def test_blind_refer_out_ends_when_the_caller_hangs_up(sqlite_lianxin):

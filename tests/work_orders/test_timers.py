@@ -171,7 +171,11 @@ def test_two_timers_racing_over_one_store_fire_each_moment_once(tmp_path):
             # Every moment 1..6 accounted for by exactly one urging, in turn.
             covered = [k for e in urged for k in range(e.seq - e.missed, e.seq + 1)]
             assert covered == [1, 2, 3, 4, 5, 6]
-            assert [e.level for e in events(a, wo_id, "Escalated")] == [1, 2]
+            # Whichever timer got there first, each level is reached once and in
+            # order; a tick that merged missed moments goes to the level they
+            # reached in one escalation, so level 1 may be skipped.
+            levels = [e.level for e in events(a, wo_id, "Escalated")]
+            assert levels == sorted(set(levels)) and levels[-1] == 2
         ta.close()
         tb.close()
     finally:
