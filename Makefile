@@ -8,7 +8,7 @@ PORT ?= 8000
 
 .PHONY: run test bench clean
 
-$(STAMP): pyproject.toml setup.py queries/_fastchain.c queries/_fastchain_pg.c
+$(STAMP): pyproject.toml setup.py queries/_fastchain.c queries/_fastchain_pg.c queries/_chain_rule.h
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -35,12 +35,14 @@ setup(
         Extension(
             "queries._fastchain",
             sources=["queries/_fastchain.c"],
+            depends=["queries/_chain_rule.h"],
             libraries=["sqlite3", "crypto"],
             optional=True,
         ),
         Extension(
             "queries._fastchain_pg",
             sources=["queries/_fastchain_pg.c"],
+            depends=["queries/_chain_rule.h"],
             include_dirs=_pg_include_dirs(),
             libraries=["pq", "crypto"],
             optional=True,

@@ -32,16 +32,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* commands.event_store.OCCURRED_MARK and OCCURRED_WINDOW */
-static const char MARK[] = "\"occurred_at\":{\"_type_\":\"datetime_iso\",\"_data_\":\"";
-#define MARK_LEN (sizeof(MARK) - 1)
-#define WINDOW 40
-#define HASH 32
-
-typedef struct {
-    long long records, first, last;
-    unsigned char head[HASH];
-} State;
+#include "_chain_rule.h"
 
 typedef struct {
     State done;           /* the verified state; when stopped, as of page_start */
@@ -50,47 +41,6 @@ typedef struct {
     int open_error;       /* the store could not be opened or queried at all */
     char message[256];
 } Outcome;
-
-/* The source time's bytes, by the byte rule of commands.event_store.occurred_at_text. */
-static size_t occurred(const unsigned char *state, size_t n, const unsigned char **out) {
-    const unsigned char *p = memmem(state, n, MARK, MARK_LEN);
-    if (p == NULL) {
-        *out = (const unsigned char *)"";
-        return 0;
-    }
-    p += MARK_LEN;
-    size_t left = (size_t)((state + n) - p);
-    size_t w = left < WINDOW ? left : WINDOW;
-    const unsigned char *q = memchr(p, '"', w);
-    *out = p;
-    return q ? (size_t)(q - p) : w;
-}
-
-/* sha256(a || b) of two 32-byte values: the link. */
-static void link2(const unsigned char *a, const unsigned char *b, unsigned char *out) {
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    SHA256_Update(&c, a, HASH);
-    SHA256_Update(&c, b, HASH);
-    SHA256_Final(out, &c);
-}
-
-/* Decimal ASCII of v at dst (what Python's b"%d" gives); returns its length.
- * snprintf costs more than the sha256 of a short record. */
-static int decimal(char *dst, long long v) {
-    char tmp[24];
-    int n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        dst[len++] = '-';
-    while (n)
-        dst[len++] = tmp[--n];
-    return len;
-}
 
 /* The leaf of one events row, or 0 when its values are not of the types the
  * application writes (the Python verifier then looks at the record). */
@@ -111,30 +61,8 @@ static int leaf_of_row(sqlite3_stmt *ev, long long pos, unsigned char *leaf) {
     int state_len = sqlite3_column_bytes(ev, 4);
     if (state == NULL)
         state = (const unsigned char *)"";
-    const unsigned char *occ;
-    size_t occ_len = occurred(state, (size_t)state_len, &occ);
-    char head[640];
-    if (id_len + topic_len + (int)occ_len + 64 > (int)sizeof head)
-        return 0; /* not a record the application wrote: let the reference decide */
-    int n = decimal(head, pos);
-    head[n++] = 0x1f;
-    memcpy(head + n, id, (size_t)id_len);
-    n += id_len;
-    head[n++] = 0x1f;
-    n += decimal(head + n, version);
-    head[n++] = 0x1f;
-    memcpy(head + n, topic, (size_t)topic_len);
-    n += topic_len;
-    head[n++] = 0x1f;
-    memcpy(head + n, occ, occ_len);
-    n += (int)occ_len;
-    head[n++] = 0x1f;
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    SHA256_Update(&c, head, (size_t)n);
-    SHA256_Update(&c, state, (size_t)state_len);
-    SHA256_Final(leaf, &c);
-    return 1;
+    return leaf_of_record(pos, id, (size_t)id_len, version, topic, (size_t)topic_len, state,
+                          (size_t)state_len, leaf);
 }
 
 static int prepare(sqlite3 *db, const char *sql, long long lo, long long hi, sqlite3_stmt **st) {

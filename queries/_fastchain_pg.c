@@ -35,21 +35,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* commands.event_store.OCCURRED_MARK and OCCURRED_WINDOW */
-static const char MARK[] = "\"occurred_at\":{\"_type_\":\"datetime_iso\",\"_data_\":\"";
-#define MARK_LEN (sizeof(MARK) - 1)
-#define WINDOW 40
-#define HASH 32
+#include "_chain_rule.h"
+
 #define MAX_PARAMS 32
 
 /* The binary COPY header: signature, flags, header extension length. */
 static const char SIGNATURE[11] = "PGCOPY\n\377\r\n\0";
 #define COPY_HEADER 19
-
-typedef struct {
-    long long records, first, last;
-    unsigned char head[HASH];
-} State;
 
 typedef struct {
     State done;           /* the verified state; when stopped, as of page_start */
@@ -64,43 +56,6 @@ typedef struct { /* the stored chain rows of one page */
     unsigned char *hash;
     size_t n, cap;
 } ChainPage;
-
-static size_t occurred(const unsigned char *state, size_t n, const unsigned char **out) {
-    const unsigned char *p = memmem(state, n, MARK, MARK_LEN);
-    if (p == NULL) {
-        *out = (const unsigned char *)"";
-        return 0;
-    }
-    p += MARK_LEN;
-    size_t left = (size_t)((state + n) - p);
-    size_t w = left < WINDOW ? left : WINDOW;
-    const unsigned char *q = memchr(p, '"', w);
-    *out = p;
-    return q ? (size_t)(q - p) : w;
-}
-
-static void link2(const unsigned char *a, const unsigned char *b, unsigned char *out) {
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    SHA256_Update(&c, a, HASH);
-    SHA256_Update(&c, b, HASH);
-    SHA256_Final(out, &c);
-}
-
-static int decimal(char *dst, long long v) {
-    char tmp[24];
-    int n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        dst[len++] = '-';
-    while (n)
-        dst[len++] = tmp[--n];
-    return len;
-}
 
 static uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -142,32 +97,13 @@ static int leaf_of(long long pos, const unsigned char *id, long id_len, long lon
     static const char hexd[] = "0123456789abcdef";
     if (id_len != 16 || topic == NULL || state == NULL)
         return 0;
-    const unsigned char *occ;
-    size_t occ_len = occurred(state, (size_t)state_len, &occ);
-    char head[640];
-    if (topic_len + (long)occ_len + 96 > (long)sizeof head)
-        return 0;
-    int n = decimal(head, pos);
-    head[n++] = 0x1f;
+    char hex[32];
     for (int i = 0; i < 16; i++) {
-        head[n++] = hexd[id[i] >> 4];
-        head[n++] = hexd[id[i] & 15];
+        hex[2 * i] = hexd[id[i] >> 4];
+        hex[2 * i + 1] = hexd[id[i] & 15];
     }
-    head[n++] = 0x1f;
-    n += decimal(head + n, version);
-    head[n++] = 0x1f;
-    memcpy(head + n, topic, (size_t)topic_len);
-    n += (int)topic_len;
-    head[n++] = 0x1f;
-    memcpy(head + n, occ, occ_len);
-    n += (int)occ_len;
-    head[n++] = 0x1f;
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    SHA256_Update(&c, head, (size_t)n);
-    SHA256_Update(&c, state, (size_t)state_len);
-    SHA256_Final(leaf, &c);
-    return 1;
+    return leaf_of_record(pos, (const unsigned char *)hex, sizeof hex, version, topic,
+                          (size_t)topic_len, state, (size_t)state_len, leaf);
 }
 
 /* Start a COPY ... TO STDOUT; 1 when the server is sending rows. */
