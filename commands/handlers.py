@@ -152,9 +152,15 @@ def report_ring_no_answer(uow: UnitOfWork, cmd: m.ReportRingNoAnswer) -> Call:
     agent = _agent_by_id(uow, call.agent_id)
     kw = _kw(uow, cmd)
     call.ring_no_answer(leg_id, cmd.outcome, **kw)
-    if agent is not None and agent.state == AgentState.RINGING and agent.call_id == call.id:
-        agent.miss_call(call.id, cmd.outcome, **kw)
+    _miss_if_ringing(agent, call, cmd.outcome, kw)
     return call
+
+
+def _miss_if_ringing(agent: Any, call: Call, outcome: str, kw: dict[str, Any]) -> None:
+    """The alerted agent (of a queue leg or a consult leg) missed this call,
+    if their phone is still ringing for it."""
+    if agent is not None and agent.state == AgentState.RINGING and agent.call_id == call.id:
+        agent.miss_call(call.id, outcome, **kw)
 
 
 @handles(m.AnswerCall)
@@ -245,8 +251,7 @@ def report_consult_missed(uow: UnitOfWork, cmd: m.ReportConsultMissed) -> Call:
     kw = _kw(uow, cmd)
     call.consult_missed(leg_id, cmd.outcome, **kw)
     agent = _consult_agent(uow, call, leg_id)
-    if agent is not None and agent.state == AgentState.RINGING and agent.call_id == call.id:
-        agent.miss_call(call.id, cmd.outcome, **kw)
+    _miss_if_ringing(agent, call, cmd.outcome, kw)
     return call
 
 

@@ -62,6 +62,12 @@ def call_id_for(external_id: str) -> UUID:
     return stable_id("call", external_id)
 
 
+def _party_to_pii_v1(state: dict[str, Any]) -> None:
+    """ConferencePartyJoined/Left v1 -> v2: the party's name moves to pii."""
+    state["pii"] = {"party": state.pop("party", None)}
+    state["agent_id"] = None
+
+
 class Call(LianxinAggregate):
     """One conversation. See docs/events.md for the event catalogue."""
 
@@ -705,10 +711,7 @@ class Call(LianxinAggregate):
         command_id: str | None
         actor: str | None
 
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["pii"] = {"party": state.pop("party", None)}
-            state["agent_id"] = None
+        upcast_v1_v2 = staticmethod(_party_to_pii_v1)
 
     @event(ConferencePartyJoined)
     def _conference_joined(self, agent_id: UUID | None, pii: dict[str, Any],
@@ -738,10 +741,7 @@ class Call(LianxinAggregate):
         command_id: str | None
         actor: str | None
 
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["pii"] = {"party": state.pop("party", None)}
-            state["agent_id"] = None
+        upcast_v1_v2 = staticmethod(_party_to_pii_v1)
 
     @event(ConferencePartyLeft)
     def _conference_left(self, agent_id: UUID | None, pii: dict[str, Any],
