@@ -38,7 +38,12 @@ import threading
 from typing import Any, Sequence
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
@@ -51,7 +56,7 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 
 # The library passes cached_statements=True, which sqlite3 reads as a cache
@@ -295,6 +300,146 @@ class ChainInOnePlainTransaction:
         return ids
 
 
+class ChainInOneCall(ChainInOnePlainTransaction):
+    """For a PostgreSQL chained recorder: a small batch (a command arriving
+    alone) is appended by one call of a database function, in autocommit:
+    one round trip instead of the plain transaction's five. On this
+    machine's loopback a round trip with its server work costs about as much
+    as the durable commit itself, so a lone command paid for six commits.
+
+    The function does what ``ChainInOnePlainTransaction`` does, in the same
+    order and under the same EXCLUSIVE lock: lock, NOTIFY, read the chain
+    head, insert the events, chain them in position order, insert the chain
+    rows. The leaf's canonical bytes are built by the server with the same
+    rule as ``commands.event_store.canonical`` (and as ``postgres_leaf_sql``,
+    which verification uses); the source time's text and microseconds come
+    from the client, which has already found them in the payload, so the
+    byte rule and the ISO parse are written once, in Python.
+
+    Large batches keep the plain transaction: the client hashes on one core
+    while the server inserts on the other, where a plpgsql loop would put
+    both on the server's core."""
+
+    ONE_CALL_MAX_EVENTS = 16
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        me: Any = self
+        schema = Identifier(me.datastore.schema)
+        self._fn = Identifier(f"{me.events_table_name}_append_chained")
+        me.check_identifier_length(f"{me.events_table_name}_append_chained")
+        uuid_ids = me.datastore.originator_id_type == "uuid"
+        self._one_call_ids_are_uuids = uuid_ids
+        id_text = SQL("replace(p_ids[i]::text, '-', '')") if uuid_ids else SQL("p_ids[i]")
+        # Two processes starting at once would race on CREATE OR REPLACE
+        # ("tuple concurrently updated"): the create-table transaction takes
+        # an advisory lock first, released at its commit.
+        me.sql_create_statements.append(SQL(
+            "SELECT pg_advisory_xact_lock(hashtext({name}))").format(
+                name=Literal(f"{me.datastore.schema}.{me.events_table_name}_append_chained")))
+        me.sql_create_statements.append(SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{fn}("
+            "p_ids {id_type}[], p_versions bigint[], p_topics text[], p_states bytea[], "
+            "p_occurred bytea[], p_occurred_us bigint[]) "
+            "RETURNS bigint[] LANGUAGE plpgsql AS $BODY$ "
+            "DECLARE prev bytea; pos bigint; positions bigint[] := '{{}}'; i int; "
+            "BEGIN "
+            "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
+            "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "  NOTIFY {channel}; "
+            "  SELECT c.chain_hash INTO prev FROM {schema}.{chain} AS c "
+            "    ORDER BY c.position DESC LIMIT 1; "
+            "  IF prev IS NULL THEN prev := {genesis}; END IF; "
+            # Row by row under the lock: positions ascend in array order, so
+            # the chain follows the array (what chain_rows' sort gives).
+            "  FOR i IN 1 .. array_length(p_ids, 1) LOOP "
+            "    INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "      VALUES (p_ids[i], p_versions[i], p_topics[i], p_states[i]) "
+            "      RETURNING notification_id INTO pos; "
+            "    positions := positions || pos; "
+            "  END LOOP; "
+            "  FOR i IN 1 .. array_length(p_ids, 1) LOOP "
+            "    prev := sha256(prev || sha256(convert_to(positions[i]::text || chr(31) || "
+            "      {id_text} || chr(31) || p_versions[i]::text || chr(31) || "
+            "      p_topics[i] || chr(31), 'UTF8') || p_occurred[i] || '\\x1f'::bytea || "
+            "      p_states[i])); "
+            "    INSERT INTO {schema}.{chain} (position, occurred_us, chain_hash) "
+            "      VALUES (positions[i], p_occurred_us[i], prev); "
+            "  END LOOP; "
+            "  RETURN positions; "
+            "END $BODY$").format(
+                schema=schema, fn=self._fn, id_type=SQL("uuid" if uuid_ids else "text"),
+                lock_timeout=SQL(str(int(me.datastore.lock_timeout))),
+                table=Identifier(me.events_table_name), channel=Identifier(me.channel_name),
+                chain=Identifier(me.chain_table_name), genesis=SQL("'\\x{0}'::bytea".format("00" * 32)),
+                id_text=id_text))
+        self._call = SQL("SELECT {schema}.{fn}(%b::{id_type}[], %b::bigint[], %b::text[], "
+                         "%b::bytea[], %b::bytea[], %b::bigint[]) AS ids").format(
+            schema=schema, fn=self._fn, id_type=SQL("uuid" if uuid_ids else "text"))
+        # psycopg finds an array's element type by looking at its items, six
+        # arrays per call (~35 µs of client CPU here, against ~7 for the same
+        # values as scalars). Most commands write one or two events: for
+        # those, SQL wrappers take scalars and build the arrays in the server.
+        self._call_scalars: dict[int, Any] = {}
+        for k in range(1, self.SCALAR_CALL_MAX_EVENTS + 1):
+            wrapper = Identifier(f"{me.events_table_name}_append_chained_{k}")
+            params = SQL(", ").join(
+                SQL("p{i}_{name} {typ}").format(i=SQL(str(i)), name=SQL(name), typ=SQL(typ))
+                for i in range(k) for name, typ in self._SCALAR_PARAMS(uuid_ids))
+            arrays = SQL(", ").join(
+                SQL("ARRAY[{items}]").format(items=SQL(", ").join(
+                    SQL("p{i}_{name}").format(i=SQL(str(i)), name=SQL(name)) for i in range(k)))
+                for name, _ in self._SCALAR_PARAMS(uuid_ids))
+            me.sql_create_statements.append(SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{wrapper}({params}) RETURNS bigint[] "
+                "LANGUAGE sql AS $BODY$ SELECT {schema}.{fn}({arrays}) $BODY$").format(
+                    schema=schema, wrapper=wrapper, params=params, fn=self._fn, arrays=arrays))
+            self._call_scalars[k] = SQL("SELECT {schema}.{wrapper}({args}) AS ids").format(
+                schema=schema, wrapper=wrapper, args=SQL(", ").join(
+                    SQL("%b::{typ}").format(typ=SQL(typ))
+                    for _ in range(k) for _, typ in self._SCALAR_PARAMS(uuid_ids)))
+
+    SCALAR_CALL_MAX_EVENTS = 2
+
+    @staticmethod
+    def _SCALAR_PARAMS(uuid_ids: bool) -> tuple[tuple[str, str], ...]:
+        return (("id", "uuid" if uuid_ids else "text"), ("version", "bigint"),
+                ("topic", "text"), ("state", "bytea"), ("occurred", "bytea"),
+                ("occurred_us", "bigint"))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        if not stored_events or len(stored_events) > self.ONE_CALL_MAX_EVENTS:
+            return super().insert_events(stored_events, **kwargs)
+        from commands.event_store import occurred_at_text, occurred_us
+
+        me: Any = self
+        if self._one_call_ids_are_uuids:
+            ids: list[Any] = [s.originator_id if isinstance(s.originator_id, UUID)
+                              else UUID(s.originator_id) for s in stored_events]
+        else:
+            ids = [str(s.originator_id) for s in stored_events]
+        occurred = [occurred_at_text(s.state) for s in stored_events]
+        scalars = self._call_scalars.get(len(stored_events))
+        if scalars is not None:
+            query, params = scalars, [
+                v for s, oid, occ in zip(stored_events, ids, occurred)
+                for v in (oid, s.originator_version, s.topic, s.state, occ, occurred_us(occ))]
+        else:
+            query, params = self._call, [
+                ids, [s.originator_version for s in stored_events],
+                [s.topic for s in stored_events], [s.state for s in stored_events],
+                occurred, [occurred_us(o) for o in occurred]]
+        with me.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, params, prepare=True)
+            row = curs.fetchone()
+        positions = row["ids"] if row else None
+        if not positions or len(positions) != len(stored_events):
+            raise ProgrammingError("the append function did not return every position")
+        return positions
+
+
 _composing = threading.Lock()
 _COMPOSED = {
     # name: (bases from commands.event_store, bases from here)
@@ -302,7 +447,7 @@ _COMPOSED = {
         ("ChainedSQLiteApplicationRecorder",), (FastSQLiteApplicationRecorder,), ()),
     "FastChainedPostgresApplicationRecorder": (
         ("ChainedPostgresApplicationRecorder",), (FastPostgresApplicationRecorder,),
-        (ChainInOnePlainTransaction,)),
+        (ChainInOneCall,)),
 }
 
 

@@ -34,6 +34,8 @@ def batch(tag: str, n: int, first_version: int = 1) -> list[StoredEvent]:
         oid = uuid5(NAMESPACE_URL, f"{tag}/{i % 3}")
         state = (b'{"occurred_at":{"_type_":"datetime_iso","_data_":"2026-11-23T08:%02d:00+08:00"}'
                  b',"summary":"\xe6\x8a\xa5\xe4\xbf\xae %d"}' % (i % 60, i))
+        if i % 5 == 4:  # some events carry no source time: empty text, no micros
+            state = b'{"summary":"\xe6\x8a\xa5 %d"}' % i
         out.append(StoredEvent(originator_id=oid, originator_version=first_version + i // 3,
                                topic="domain.call:Call.Offered", state=state))
     return out
@@ -210,11 +212,24 @@ def pg_rows(recorder: Any) -> tuple[list[tuple], list[tuple]]:
 def test_postgres_fast_path_stores_the_same_rows_positions_and_chain(pg_recorders: Any) -> None:
     plain = pg_recorders(ChainedPostgresApplicationRecorder, "plain")
     fast = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "fast")
-    for k, n in enumerate([1, 7, 30, 2]):
-        events = batch(f"b{k}", n)
-        assert fast.insert_events(events) == plain.insert_events(events)
-    assert pg_rows(fast) == pg_rows(plain)
-    assert len(pg_rows(fast)[0]) == 40
+    # Every batch through the database function (a lone command's path),
+    # and none through it (the batched path), as well as the default mix.
+    one_call = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "one_call")
+    one_call.ONE_CALL_MAX_EVENTS = 10**6
+    no_call = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "no_call")
+    no_call.ONE_CALL_MAX_EVENTS = 0
+    batches = [batch(f"b{k}", n) for k, n in enumerate([1, 7, 30, 2])]
+    # one and two events go through the scalar wrappers: one of them
+    # without a source time (a NULL occurred_us).
+    batches += [batch("t1", 5)[4:], batch("t2", 5)[3:]]
+    for events in batches:
+        expected = plain.insert_events(events)
+        for r in (fast, one_call, no_call):
+            assert r.insert_events(events) == expected
+    for r in (fast, one_call, no_call):
+        assert pg_rows(r) == pg_rows(plain)
+    events, chain = pg_rows(fast)
+    assert len(events) == 43 and [c[1] for c in chain].count(None) == 9
 
 
 def test_postgres_fast_path_without_chain_matches_the_library(pg_recorders: Any) -> None:
@@ -269,7 +284,7 @@ def test_event_store_can_import_the_fast_bases_without_a_cycle() -> None:
     code = ("import sys, commands.recorder_speedups as r; "
             "assert 'commands.event_store' not in sys.modules; "
             "assert r.FastChainedPostgresApplicationRecorder.__mro__[1] is "
-            "r.ChainInOnePlainTransaction; print('ok')")
+            "r.ChainInOneCall; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "ok", out.stderr
