@@ -55,6 +55,8 @@ CATALOG = "catalog.duckdb"
 FILES = "files"      # every file a catalog may reference: immutable, new name per write
 TREE = "parquet"     # the interchange tree: hard links of the current files only
 FACT_FILE = "data.parquet"  # a fact month's one file in the tree
+# The partition column of a publish's one-pass write (only in directory names).
+MONTH_KEY = "lianxin_month"
 
 MANIFEST_SQL = """
 CREATE TABLE IF NOT EXISTS published_file (fact VARCHAR, month VARCHAR, path VARCHAR);
@@ -83,35 +85,25 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         return int(generation)
     generation = int(generation) + 1
     tag = f"g{generation:06d}-{uuid.uuid4().hex[:8]}"
-    written: list[tuple[str, str, str]] = []
+    months: dict[str, list[str]] = {}
     for fact, month in dirty:
+        months.setdefault(fact, []).append(month)
+    written: list[tuple[str, str, str]] = []
+    for fact, fact_months in months.items():
         time_col, order = FACTS[fact]
-        count = run(con, 
-            f"SELECT count(*) FROM {fact} WHERE {_month_expr(time_col)} = ?", [month]
-        )[0][0]
-        if count == 0:
-            continue
-        target = directory / FILES / fact / f"month={month}" / f"{tag}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        run(con, 
-            f"COPY (SELECT * FROM {fact} WHERE {_month_expr(time_col)} = '{month}' ORDER BY {order}) "
-            f"TO '{target}' (FORMAT parquet, COMPRESSION snappy)"
-        )
-        written.append((fact, month, str(target)))
+        listing = ", ".join(f"'{m}'" for m in fact_months)
+        written += _write_months(
+            con, directory, fact, tag,
+            f"SELECT * FROM {fact} WHERE {_month_expr(time_col)} IN ({listing}) ORDER BY {order}",
+            _month_expr(time_col), one_per_month=True)
     # Events are append-only: each publish adds the new ones, month by month.
-    new_events = run(con, 
-        f"SELECT DISTINCT {_month_expr('occurred_at')} FROM events WHERE position > ?",
-        [published_position])
-    event_files: list[tuple[str, str, str]] = []
-    for (month,) in new_events:
-        target = directory / FILES / "events" / f"month={month}" / f"{tag}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        run(con, 
-            f"COPY (SELECT * FROM events WHERE position > {int(published_position)} "
-            f"AND {_month_expr('occurred_at')} = '{month}' ORDER BY position) "
-            f"TO '{target}' (FORMAT parquet, COMPRESSION snappy)"
-        )
-        event_files.append(("events", month, str(target)))
+    # Not sorted: the loader appends them in position order, which DuckDB's
+    # write keeps within each thread's run, and sorting a million payloads
+    # cost more than the rest of a publish; readers order by position.
+    event_files = _write_months(
+        con, directory, "events", tag,
+        f"SELECT * FROM events WHERE position > {int(published_position)}",
+        _month_expr("occurred_at"), one_per_month=False)
 
     # The catalog is written first (DuckDB cannot write two files in one
     # transaction); a crash before the commit below only means the same
@@ -140,6 +132,43 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         raise
     _collect_garbage(con, directory, _sync_tree(directory, manifest))
     return generation
+
+
+def _write_months(con: duckdb.DuckDBPyConnection, directory: Path, fact: str, tag: str,
+                  query: str, month_expr: str, *, one_per_month: bool) -> list[tuple[str, str, str]]:
+    """Write the query's rows as Parquet, one file per month (or several for
+    events), in one pass: a COPY per month scanned the whole table once per
+    month, most of a publish's time. DuckDB writes into a staging directory
+    of this publish; the files are then moved to their names in ``files/``.
+    A fact month is one file (the tree links it as ``data.parquet``): should
+    DuckDB split one, that month is written again on its own."""
+    staging = directory / FILES / f".staging-{tag}" / fact
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    rows = run(con,
+        f"COPY (SELECT *, {month_expr} AS {MONTH_KEY} FROM ({query})) TO '{staging}' "
+        f"(FORMAT parquet, COMPRESSION snappy, PARTITION_BY ({MONTH_KEY}), "
+        f"FILENAME_PATTERN '{tag}_{{i}}', RETURN_FILES true)")
+    by_month: dict[str, list[Path]] = {}
+    for name in (rows[0][1] if rows and rows[0][0] else []):
+        path = Path(name)
+        by_month.setdefault(path.parent.name.split("=", 1)[1], []).append(path)
+    out: list[tuple[str, str, str]] = []
+    for month, paths in sorted(by_month.items()):
+        folder = directory / FILES / fact / f"month={month}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if one_per_month and len(paths) > 1:
+            target = folder / f"{tag}.parquet"
+            run(con, f"COPY (SELECT * FROM ({query}) WHERE {month_expr} = '{month}') "
+                     f"TO '{target}' (FORMAT parquet, COMPRESSION snappy)")
+            out.append((fact, month, str(target)))
+            continue
+        for k, path in enumerate(sorted(paths)):
+            target = folder / (f"{tag}.parquet" if len(paths) == 1 else f"{tag}_{k}.parquet")
+            os.replace(path, target)
+            out.append((fact, month, str(target)))
+    shutil.rmtree(staging.parent, ignore_errors=True)
+    return out
 
 
 def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[str, list[str]],
