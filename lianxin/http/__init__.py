@@ -1,6 +1,8 @@
 """The FastAPI app factory. Each area's routes live in their own module
 (``lianxin.http.<area>``) and are included here; errors become RFC 7807
-problem documents (see ``lianxin.http.problems``).
+problem documents (see ``lianxin.http.problems``). Idempotency keys are bound
+to the request that first used them in a table of the event store (see
+``lianxin.http.idempotency``).
 
 The core router is included last: where an area defines a specialised route
 for the same method and path (e.g. opening a work order with duplicate-fault
@@ -19,7 +21,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from lianxin.http import audit, core, problems, telephony, warehouse, work_orders
+from lianxin.http import audit, core, idempotency, problems, telephony, warehouse, work_orders
 from lianxin.http import imports
 from lianxin.wiring import Lianxin, build
 
@@ -49,6 +51,7 @@ def create_app(lianxin: Lianxin | None = None, *, services: bool = False) -> Fas
                   description="Event-sourced call-center backend", lifespan=lifespan)
     api.state.lianxin = instance
     problems.install(api)
+    idempotency.install(api)
     core.install(api)
     for area in AREAS:
         api.include_router(area.router)

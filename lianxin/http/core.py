@@ -3,7 +3,9 @@
 
 Every command message of ``commands.messages`` is a POST whose JSON body is
 the message without its path fields. ``Idempotency-Key`` is the command id
-(a retry with the same key changes nothing and answers ``duplicate: true``),
+(a retry with the same key changes nothing and answers ``duplicate: true``;
+the same key with another method, path or body is a 422 problem, see
+``lianxin.http.idempotency``),
 ``If-Match`` pins the aggregate version (a mismatch is 409), ``X-Actor``
 says who asked. The answer carries the Outcome: aggregate id, the log
 position the command's events are complete up to, and whether it was a
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from commands import messages as m
 from domain.errors import InvalidValue
-from lianxin.http import problems
+from lianxin.http import idempotency, problems
 from lianxin.http.problems import problem_response
 from queries import agents as agent_queries
 from queries import calls as call_queries
@@ -90,6 +92,7 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 def execute(request: Request, cmd: m.Command) -> CommandOutcome:
+    idempotency.claim(request)
     outcome = request.app.state.lianxin.commands.handle(cmd)
     return CommandOutcome(aggregate_id=outcome.aggregate_id, position=outcome.position,
                           new_events=outcome.new_events, duplicate=outcome.duplicate,
@@ -158,7 +161,8 @@ def command_route(path: str, cmd: type[m.Command], *, summary: str, tag: str,
         doc = summary
     router.add_api_route(path, call, methods=["POST"], response_model=CommandOutcome,
                          summary=summary, tags=[tag], status_code=201 if creates else 200,
-                         description=doc, responses=problems.COMMAND_PROBLEMS)
+                         description=doc, responses=problems.COMMAND_PROBLEMS,
+                         dependencies=[idempotency.FINGERPRINT])
 
 
 CALL = {"call_id": UUID}

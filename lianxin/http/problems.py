@@ -61,7 +61,15 @@ COMMAND_PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: _documented(404, "the call, agent or work order named does not exist"),
     409: _documented(409, "not allowed in the aggregate's current state, or If-Match is stale"),
     413: _documented(413, "request body too large"),
-    422: _documented(422, "a field has a wrong type or a value the domain refuses (see `field`)"),
+    422: _documented(422, "a field has a wrong type or a value the domain refuses (see `field`), "
+                          "or the Idempotency-Key was first used with another request "
+                          "(code `idempotency-key-reused`)"),
+}
+
+# The telephony actions that take an Idempotency-Key.
+KEYED_ACTION_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    422: _documented(422, "a bad body, or the Idempotency-Key was first used with another "
+                          "request (code `idempotency-key-reused`)"),
 }
 
 

@@ -5,7 +5,8 @@ hang-up) and the adapter's live status.
 They act through the Stasis app running in this process (``lianxin demo``,
 ``lianxin telephony run --port``): elsewhere they answer 503. ``call_id`` is
 the conversation id (the Call aggregate's id) or the caller's channel id.
-``Idempotency-Key`` makes hold, resume, transfers and hang-up safe to retry.
+``Idempotency-Key`` makes hold, resume, transfers and hang-up safe to retry
+(the same key with another request is a 422, see ``lianxin.http.idempotency``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from lianxin.http.problems import problem_response
+from lianxin.http import idempotency
+from lianxin.http.problems import KEYED_ACTION_PROBLEMS, problem_response
 
 router = APIRouter(prefix="/telephony", tags=["telephony"])
+# The actions that take an Idempotency-Key.
+KEYED: dict[str, Any] = dict(dependencies=[idempotency.FINGERPRINT],
+                             responses=KEYED_ACTION_PROBLEMS)
 
 
 class _Body(BaseModel):
@@ -74,6 +80,8 @@ async def _act(request: Request, action: str, *args: Any, **kwargs: Any) -> Any:
     control = _control(request)
     if control is None:
         return _unavailable(request)
+    if "key" in kwargs:
+        await run_in_threadpool(idempotency.claim, request)
     # domain errors become problem+json through the app's handlers
     result = await getattr(control, action)(*args, **kwargs)
     return {"ok": True, "action": action, "channel": result if isinstance(result, str) else None}
@@ -87,19 +95,20 @@ async def status(request: Request) -> Any:
     return control.status()
 
 
-@router.post("/calls/{call_id}/hold", summary="Put the caller on hold (music)")
+@router.post("/calls/{call_id}/hold", summary="Put the caller on hold (music)", **KEYED)
 async def hold(request: Request, call_id: str,
                idempotency_key: Optional[str] = Header(None)) -> Any:
     return await _act(request, "hold", call_id, key=idempotency_key)
 
 
-@router.post("/calls/{call_id}/unhold", summary="Take the caller off hold")
+@router.post("/calls/{call_id}/unhold", summary="Take the caller off hold", **KEYED)
 async def unhold(request: Request, call_id: str,
                  idempotency_key: Optional[str] = Header(None)) -> Any:
     return await _act(request, "unhold", call_id, key=idempotency_key)
 
 
-@router.post("/calls/{call_id}/transfer", summary="Blind transfer to a queue, agent or number")
+@router.post("/calls/{call_id}/transfer", summary="Blind transfer to a queue, agent or number",
+             **KEYED)
 async def transfer(request: Request, call_id: str, body: TransferBody,
                    idempotency_key: Optional[str] = Header(None)) -> Any:
     return await _act(request, "transfer", call_id, body.target_type, body.target,
@@ -112,7 +121,7 @@ async def consult(request: Request, call_id: str, body: ConsultBody) -> Any:
 
 
 @router.post("/calls/{call_id}/consult/complete",
-             summary="Attended transfer: hand the caller to the consulted colleague")
+             summary="Attended transfer: hand the caller to the consulted colleague", **KEYED)
 async def complete_transfer(request: Request, call_id: str,
                             idempotency_key: Optional[str] = Header(None)) -> Any:
     return await _act(request, "complete_transfer", call_id, key=idempotency_key)
@@ -148,7 +157,7 @@ async def barge(request: Request, call_id: str, body: BargeBody) -> Any:
     return await _act(request, "barge", call_id, body.supervisor_id, body.endpoint)
 
 
-@router.post("/calls/{call_id}/hangup", summary="Supervisor ends the call")
+@router.post("/calls/{call_id}/hangup", summary="Supervisor ends the call", **KEYED)
 async def force_hangup(request: Request, call_id: str, body: HangupBody,
                        idempotency_key: Optional[str] = Header(None)) -> Any:
     return await _act(request, "force_hangup", call_id, body.supervisor_id, key=idempotency_key)

@@ -6,7 +6,8 @@ The basic lifecycle (POST /work-orders to open — which also answers
 progress, resolve, close, reopen) is served by ``lianxin.http.core``. The
 command routes here follow its conventions: JSON body = the command message,
 ``Idempotency-Key``, ``If-Match``, ``X-Actor`` headers, an Outcome answer;
-errors are RFC 7807 problems (422 bad field, 404 unknown, 409 refused).
+errors are RFC 7807 problems (422 bad field or a key reused for another
+request, 404 unknown, 409 refused).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from commands.messages import Command
 from commands.timers import WorkOrderTimers, timer_service
 from domain.errors import InvalidValue
 from domain.handover import SNAPSHOT_LISTS
+from lianxin.http import idempotency, problems
 from lianxin.http.core import CommandOutcome, body_model, execute, parse_if_match, read_models
 from lianxin.wiring import register_service
 from queries import self_service
@@ -85,7 +87,9 @@ def _route(path: str, cmd: type[Command], summary: str, path_params: dict[str, t
     call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     call.__name__ = cmd.__name__
     router.add_api_route(path, call, methods=["POST"], response_model=CommandOutcome,
-                         summary=summary, tags=[tag], status_code=201 if creates else 200)
+                         summary=summary, tags=[tag], status_code=201 if creates else 200,
+                         responses=problems.COMMAND_PROBLEMS,
+                         dependencies=[idempotency.FINGERPRINT])
 
 
 def _snapshot(request: Request, values: dict[str, Any]) -> None:
