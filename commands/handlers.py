@@ -40,10 +40,41 @@ HANDLERS: dict[type, Callable[[UnitOfWork, Any], Any]] = {}
 
 def handles(cmd_type: type[C]) -> Callable[[Callable[[UnitOfWork, C], Any]], Callable[[UnitOfWork, C], Any]]:
     def register(fn: Callable[[UnitOfWork, C], Any]) -> Callable[[UnitOfWork, C], Any]:
-        HANDLERS[cmd_type] = fn
+        def checked(uow: UnitOfWork, cmd: C) -> Any:
+            require_unicode(cmd)
+            return fn(uow, cmd)
+
+        checked.__wrapped__ = fn  # type: ignore[attr-defined]
+        HANDLERS[cmd_type] = checked
         return fn
 
     return register
+
+
+def require_unicode(cmd: m.Command) -> None:
+    """Text that cannot be stored is refused before a handler acts: JSON may
+    carry a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 encoder
+    takes, and failing at the commit would fail the other commands of the
+    batch too."""
+    for name, value in vars(cmd).items():
+        _require_unicode(value, name)
+
+
+def _require_unicode(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidValue(f"{field} is not valid Unicode text (it holds a lone "
+                                   "surrogate)", field=field) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _require_unicode(k, field)
+            _require_unicode(v, field)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _require_unicode(v, field)
 
 
 def _ctx(uow: UnitOfWork) -> HandlerContext:

@@ -112,3 +112,22 @@ def test_waiting_for_a_position_that_never_comes_is_a_504(sqlite_client):
     head = sqlite_client.lianxin.app.max_position()
     body = problem(sqlite_client.get("/wallboard", params={"min_position": head + 1000}), 504)
     assert (body["code"], body["min_position"]) == ("read-timeout", head + 1000)
+
+
+def test_a_lone_surrogate_is_a_422_naming_the_field_and_stores_nothing(client):
+    """JSON may escape half of a UTF-16 pair; no UTF-8 store can keep it."""
+    ok(client.post("/agents", json={"employee_no": "7002", "name": "Li", "team": "A"}), 201)
+    head = client.lianxin.app.max_position()
+    body = problem(client.post("/calls", content=b'{"external_id": "s-1", '
+                                                  b'"dialed_number": "95598", "trunk": "\\ud800"}',
+                               headers={"content-type": "application/json"}), 422)
+    assert body["field"] == "trunk" and "surrogate" in body["detail"]
+    body = problem(client.post("/agents/7002/not-ready",
+                               content=b'{"reason": "lunch \\udfff"}',
+                               headers={"content-type": "application/json"}), 422)
+    assert body["field"] == "reason"
+    assert client.lianxin.app.max_position() == head
+    # A valid pair (U+1F600) is text like any other.
+    ok(client.post("/calls", content=b'{"external_id": "s-2", "dialed_number": "95598", '
+                                      b'"trunk": "\\ud83d\\ude00"}',
+                   headers={"content-type": "application/json"}), 201)

@@ -338,3 +338,26 @@ def test_a_submitted_command_cancelled_before_it_starts_leaves_no_trace(sqlite_l
     assert isinstance(failing.exception(10), NotFound)
     assert stored_events(sqlite_lianxin.app, call_id_for("dropped")) == []
     assert len(stored_events(sqlite_lianxin.app, call_id_for("kept"))) == 1
+
+
+def test_unstorable_text_fails_only_its_own_command_in_a_batch(tmp_path):
+    """A lone surrogate is refused before its handler runs: the commands
+    committed with it in one batch are not failed with it."""
+    from commands import messages as m
+    from domain.errors import InvalidValue
+    from lianxin.wiring import build
+    from tests.conftest import make_settings
+
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        outcomes = lx.commands.handle_many([
+            m.OfferCall(external_id="u-1", dialed_number="95598"),
+            m.OfferCall(external_id="u-2", dialed_number="95598", trunk="bad \ud800"),
+            m.OfferCall(external_id="u-3", dialed_number="95598",
+                        caller_number="13800000000"),
+        ])
+        assert isinstance(outcomes[1], InvalidValue) and outcomes[1].context["field"] == "trunk"
+        assert [o.new_events for o in (outcomes[0], outcomes[2])] == [1, 1]
+        assert lx.app.max_position() == outcomes[2].position
+    finally:
+        lx.close()
