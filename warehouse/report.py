@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from warehouse.aggregate_filters import filters_as_case
 from warehouse.catalog import Kpi, ReportError, catalog, resolve_params
 from warehouse.reader import open_catalog, read_meta
 
@@ -266,7 +267,7 @@ def _agent_relation(req: ReportRequest, clock: LocalTime, lo: str | None, hi: st
 
 def _source_query(source: str, kpis: list[Kpi], values: dict[str, dict[str, Any]],
                   req: ReportRequest, clock: LocalTime, lo: str | None, hi: str | None) -> str:
-    exprs = ", ".join(f"({k.render(values[k.id])}) AS {k.id}" for k in kpis)
+    exprs = ", ".join(f"({filters_as_case(k.render(values[k.id]))}) AS {k.id}" for k in kpis)
     dim = f"{DIMENSION_COLUMN[source][req.by]} AS {req.by}, " if req.by else ""
     group = "GROUP BY ALL" if (req.by or req.interval) else ""
     if source == "agent":
