@@ -25,6 +25,11 @@ NULL_SKIPPING = frozenset({"count", "sum", "avg", "min", "max", "median",
                            "quantile_cont", "quantile_disc"})
 
 _FILTER = re.compile(r"FILTER\s*\(\s*WHERE\b", re.IGNORECASE)
+_QUANTIFIER = re.compile(r"(DISTINCT|ALL)\b\s*", re.IGNORECASE)
+# What the scanner does not follow: brackets (lists, structs), comments (a
+# line comment would swallow what the rewrite appends) and an aggregate's
+# own ORDER BY. Such an expression is left as written.
+_UNFOLLOWED = re.compile(r"[\[\]{}]|--|/\*|\bORDER\s+BY\b", re.IGNORECASE)
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
@@ -108,16 +113,23 @@ def filters_as_case(sql: str) -> str:
             continue
         filter_open = m.start() + m.group(0).index("(")
         filter_close = match[filter_open]
-        predicate = sql[m.end():filter_close].strip()
-        args = _split_args(sql[call_open + 1:call_close], call_open + 1, match, quoted)
+        predicate = sql[m.end():filter_close]
+        inside = sql[call_open + 1:call_close]
+        if _UNFOLLOWED.search(inside) or _UNFOLLOWED.search(predicate):
+            continue  # brackets, comments or an ordered aggregate: as written
+        args = _split_args(inside, call_open + 1, match, quoted)
         first = args[0].strip()
-        distinct = ""
-        if first.upper().startswith("DISTINCT "):
-            distinct, first = "DISTINCT ", first[len("DISTINCT "):].strip()
-        value = "1" if first == "*" else first
-        if first == "*" and (name.group(1).lower() != "count" or distinct):
-            continue
-        rebuilt = ", ".join([f"{distinct}CASE WHEN ({predicate}) THEN {value} END",
+        quantifier = _QUANTIFIER.match(first)
+        prefix = ""
+        if quantifier:
+            prefix, first = quantifier.group(1).upper() + " ", first[quantifier.end():].strip()
+        if first == "*":
+            if name.group(1).lower() != "count" or prefix:
+                continue
+            value = "1"
+        else:
+            value = f"({first})"
+        rebuilt = ", ".join([f"{prefix}CASE WHEN ({predicate.strip()}) THEN {value} END",
                              *(a.strip() for a in args[1:])])
         edits.append((name.start(1), filter_close + 1,
                       f"{sql[name.start(1):call_open]}({rebuilt})"))

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from typing import Any
 
@@ -51,6 +52,9 @@ HEADER = "Idempotency-Key"
 # b-tree entry limit (about 2.7 kB) out of reach.
 MAX_KEY_LENGTH = 255
 REUSED = "idempotency-key-reused"
+# NUL cuts a key short in SQLite's JSON functions and PostgreSQL refuses it in
+# text; no other control character belongs in a key either.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class KeyReused(Exception):
@@ -137,8 +141,17 @@ class RequestFingerprints:
         try:
             stored = self._backend.record([(c.key, c.fingerprint) for c in batch])
         except BaseException as exc:  # noqa: BLE001 - each waiting caller raises it
+            if len(batch) == 1:
+                batch[0].error, batch[0].done = exc, True
+                return
+            # One claim the store refuses must not fail the others written
+            # with it: each is recorded again on its own.
             for c in batch:
-                c.error, c.done = exc, True
+                try:
+                    c.stored = self._backend.record([(c.key, c.fingerprint)]).get(c.key)
+                except BaseException as one:  # noqa: BLE001
+                    c.error = one
+                c.done = True
         else:
             for c in batch:
                 c.stored, c.done = stored.get(c.key), True
@@ -242,9 +255,9 @@ def claim(request: Request) -> None:
     if noted is None:
         return
     key, field, mine = noted
-    if len(key) > MAX_KEY_LENGTH or not _encodable(key):
-        raise InvalidValue(f"{field} must be text of at most {MAX_KEY_LENGTH} characters",
-                           field=field)
+    if len(key) > MAX_KEY_LENGTH or not _encodable(key) or _CONTROL.search(key):
+        raise InvalidValue(f"{field} must be printable text of at most {MAX_KEY_LENGTH} "
+                           "characters", field=field)
     if request.app.state.idempotency.record(key, mine) != mine:
         raise KeyReused(key, field)
 

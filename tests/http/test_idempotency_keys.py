@@ -258,3 +258,46 @@ def test_openapi_documents_the_refusal(sqlite_lianxin):
         answer = spec["paths"][path]["post"]["responses"]["422"]
         assert "idempotency-key-reused" in answer["description"], path
         assert answer["content"][PROBLEM]["schema"]["$ref"] == "#/components/schemas/Problem"
+
+
+def test_a_key_with_a_control_character_is_refused_and_fails_nobody_else(client):
+    """NUL cut a key short in SQLite's JSON functions (a false 'already used'
+    for the shorter key later) and made PostgreSQL refuse the whole batch of
+    claims written with it."""
+    agent(client, "1008")
+    count = event_count(client.lianxin)
+    r = client.post("/agents/1008/not-ready", json={"reason": "break", "command_id": "a\u0000b"})
+    assert r.status_code == 422 and r.json()["field"] == "command_id"
+    assert event_count(client.lianxin) == count
+    ok(client.post("/agents/1008/not-ready", json={"reason": "break", "command_id": "a"}))
+
+    # A claim the store refuses fails alone, not the claims written with it.
+    store = client.app.state.idempotency
+    backend, real = store._backend, store._backend.record
+    barrier = threading.Barrier(8)
+
+    def record(pairs):
+        if any(k == "poison" for k, _ in pairs):
+            raise RuntimeError("refused by the store")
+        return real(pairs)
+
+    answers: dict[int, Any] = {}
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            answers[i] = store.record("poison" if i == 0 else f"fine-{i}", f"fp-{i}")
+        except RuntimeError as exc:
+            answers[i] = exc
+
+    backend.record = record
+    try:
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        backend.record = real
+    assert isinstance(answers[0], RuntimeError)
+    assert all(answers[i] == f"fp-{i}" for i in range(1, 8))
