@@ -218,7 +218,8 @@ EVENTS_PER_CALL = 9.5  # average of PATTERNS, for sizing --events
 # -- 1. loader vs raw read ---------------------------------------------------------
 def bench_loader(events: int, batch: int) -> dict[str, Any]:
     from lianxin.wiring import build
-    from warehouse.loader import Loader
+    from warehouse.decode import reads_columns
+    from warehouse.loader import READ_ENV, Loader
 
     home = Path(tempfile.mkdtemp(prefix="lianxin-wh-bench-"))
     try:
@@ -257,7 +258,11 @@ def bench_loader(events: int, batch: int) -> dict[str, Any]:
                 "publish_s": round(publish_s, 2),
                 "loader_with_publish_events_per_s": round(with_publish),
                 "ratio_loader_with_publish_to_raw": round(with_publish / raw_rate, 3),
-                "batch": batch}
+                "batch": batch,
+                # LIANXIN_WAREHOUSE_READ=notifications forces the library's read.
+                "loader_read": ("columns" if reads_columns(rec, lx.app.mapper)
+                                and os.environ.get(READ_ENV) != "notifications"
+                                else "notifications")}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

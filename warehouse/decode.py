@@ -11,6 +11,13 @@ need the library's help go through Python one by one:
   state is re-encoded, so the warehouse always stores the current version;
 * a store configured with a cipher or compressor: the state is decrypted /
   decompressed first.
+
+Two entry points build the same batch: ``to_arrow`` from the library's
+``Notification`` objects, and ``columns_to_arrow`` from the parallel columns
+of our recorders' ``select_notification_columns`` (no object per row; topic
+names are split once per distinct topic and the upcast test runs in Arrow).
+``columns_to_arrow`` covers stores without a cipher or compressor; the loader
+takes ``to_arrow`` for the others (``reads_columns``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any, Sequence
 from uuid import UUID
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from eventsourcing.utils import resolve_topic
 
 BATCH_SCHEMA = pa.schema([
@@ -107,6 +115,65 @@ def to_arrow(notifications: Sequence[Any], mapper: Any | None = None) -> pa.Tabl
             pa.array([split_topic(t)[0] for t in topics], pa.string()),
             pa.array([split_topic(t)[1] for t in topics], pa.string()),
             state_col,
+        ],
+        schema=BATCH_SCHEMA,
+    )
+
+
+def reads_columns(recorder: Any, mapper: Any | None) -> bool:
+    """Whether the batch can be built by ``columns_to_arrow``: the recorder
+    reads columns, and the stored states are the transcoder's bytes (no
+    cipher, no compressor to undo first)."""
+    return (callable(getattr(recorder, "select_notification_columns", None))
+            and getattr(mapper, "cipher", None) is None
+            and getattr(mapper, "compressor", None) is None)
+
+
+def columns_to_arrow(columns: Sequence[Sequence[Any]], mapper: Any | None = None) -> pa.Table:
+    """What ``to_arrow`` builds for the same notifications, from the columns
+    (positions, originator id text, versions, topics, states) of
+    ``select_notification_columns``, for a store without cipher or compressor.
+
+    Same upcast rule as ``to_arrow``: with a mapper, a state of a topic whose
+    class is at ``class_version`` N > 1 that does not end with
+    ``,"class_version":N}`` goes through ``upcast_state``; the rest is never
+    touched in Python."""
+    positions, ids, versions, topics, states = columns
+    topic_col = pa.array(topics, pa.string())
+    coded = topic_col.dictionary_encode()
+    distinct = coded.dictionary.to_pylist()
+    codes = coded.indices
+    # Arrow takes bytes, memoryviews and text alike, as to_arrow's list gives them.
+    state_col = pa.array(states, pa.binary())
+    if mapper is not None:
+        by_version: dict[int, list[int]] = {}
+        for code, topic in enumerate(distinct):
+            version = current_class_version(topic)
+            if version > 1:
+                by_version.setdefault(version, []).append(code)
+        replaced: dict[int, bytes] = {}
+        for version, version_codes in by_version.items():
+            stale = pc.and_(pc.is_in(codes, pa.array(version_codes, codes.type)),
+                            pc.invert(pc.ends_with(state_col,
+                                                   pattern=',"class_version":%d}' % version)))
+            for i in pc.indices_nonzero(stale).to_pylist():
+                replaced[i] = upcast_state(mapper, distinct[codes[i].as_py()], states[i])
+        if replaced:
+            fixed = list(states)
+            for i, raw in replaced.items():
+                fixed[i] = raw
+            state_col = pa.array(fixed, pa.binary())
+    heads = pa.array([split_topic(t)[0] for t in distinct], pa.string())
+    tails = pa.array([split_topic(t)[1] for t in distinct], pa.string())
+    return pa.Table.from_arrays(
+        [
+            pa.array(positions, pa.int64()),
+            pa.array(ids, pa.string()),
+            pa.array(versions, pa.int64()),
+            topic_col,
+            heads.take(codes),
+            tails.take(codes),
+            state_col.cast(pa.string()),
         ],
         schema=BATCH_SCHEMA,
     )
