@@ -38,6 +38,7 @@ lianxin/settings.py names; they stay right after the base change too.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import threading
@@ -61,8 +62,11 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.errors import UndefinedFunction
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
+
+log = logging.getLogger(__name__)
 
 
 # The library passes cached_statements=True, which sqlite3 reads as a cache
@@ -466,19 +470,22 @@ class ChainInOneCall(ChainInOnePlainTransaction):
         self._one_call_ids_are_uuids = uuid_ids
         id_text = SQL("replace(p_ids[i]::text, '-', '')") if uuid_ids else SQL("p_ids[i]")
         # Two processes starting at once would race on CREATE OR REPLACE
-        # ("tuple concurrently updated"): the create-table transaction takes
-        # an advisory lock first, released at its commit.
-        me.sql_create_statements.append(SQL(
+        # ("tuple concurrently updated"), the library's own function included:
+        # the create-table transaction takes an advisory lock before any of its
+        # statements, released at its commit.
+        me.sql_create_statements.insert(0, SQL(
             "SELECT pg_advisory_xact_lock(hashtext({name}))").format(
                 name=Literal(f"{me.datastore.schema}.{me.events_table_name}_append_chained")))
         me.sql_create_statements.append(SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{fn}("
+            "CREATE OR REPLACE FUNCTION {schema}.{fn}(p_lock_timeout text, "
             "p_ids {id_type}[], p_versions bigint[], p_topics text[], p_states bytea[], "
             "p_occurred bytea[], p_occurred_us bigint[]) "
             "RETURNS bigint[] LANGUAGE plpgsql AS $BODY$ "
             "DECLARE prev bytea; pos bigint; positions bigint[] := '{{}}'; i int; "
             "BEGIN "
-            "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
+            # The caller's lock timeout (as SET LOCAL in the plain path), so
+            # that each process keeps its own setting.
+            "  PERFORM set_config('lock_timeout', p_lock_timeout, true); "
             "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
             "  NOTIFY {channel}; "
             "  SELECT c.chain_hash INTO prev FROM {schema}.{chain} AS c "
@@ -495,7 +502,7 @@ class ChainInOneCall(ChainInOnePlainTransaction):
             "  FOR i IN 1 .. array_length(p_ids, 1) LOOP "
             "    prev := sha256(prev || sha256(convert_to(positions[i]::text || chr(31) || "
             "      {id_text} || chr(31) || p_versions[i]::text || chr(31) || "
-            "      p_topics[i] || chr(31), 'UTF8') || p_occurred[i] || '\\x1f'::bytea || "
+            "      p_topics[i] || chr(31), 'UTF8') || p_occurred[i] || decode('1f', 'hex') || "
             "      p_states[i])); "
             "    INSERT INTO {schema}.{chain} (position, occurred_us, chain_hash) "
             "      VALUES (positions[i], p_occurred_us[i], prev); "
@@ -503,11 +510,11 @@ class ChainInOneCall(ChainInOnePlainTransaction):
             "  RETURN positions; "
             "END $BODY$").format(
                 schema=schema, fn=self._fn, id_type=SQL("uuid" if uuid_ids else "text"),
-                lock_timeout=SQL(str(int(me.datastore.lock_timeout))),
                 table=Identifier(me.events_table_name), channel=Identifier(me.channel_name),
-                chain=Identifier(me.chain_table_name), genesis=SQL("'\\x{0}'::bytea".format("00" * 32)),
+                chain=Identifier(me.chain_table_name), genesis=SQL("decode(repeat('00', 32), 'hex')"),
                 id_text=id_text))
-        self._call = SQL("SELECT {schema}.{fn}(%b::{id_type}[], %b::bigint[], %b::text[], "
+        self._lock_timeout = f"{int(me.datastore.lock_timeout)}s"
+        self._call = SQL("SELECT {schema}.{fn}(%b::text, %b::{id_type}[], %b::bigint[], %b::text[], "
                          "%b::bytea[], %b::bytea[], %b::bigint[]) AS ids").format(
             schema=schema, fn=self._fn, id_type=SQL("uuid" if uuid_ids else "text"))
         # psycopg finds an array's element type by looking at its items, six
@@ -516,22 +523,24 @@ class ChainInOneCall(ChainInOnePlainTransaction):
         # those, SQL wrappers take scalars and build the arrays in the server.
         self._call_scalars: dict[int, Any] = {}
         for k in range(1, self.SCALAR_CALL_MAX_EVENTS + 1):
+            me.check_identifier_length(f"{me.events_table_name}_append_chained_{k}")
             wrapper = Identifier(f"{me.events_table_name}_append_chained_{k}")
-            params = SQL(", ").join(
+            params = SQL(", ").join([SQL("p_lock_timeout text"), *(
                 SQL("p{i}_{name} {typ}").format(i=SQL(str(i)), name=SQL(name), typ=SQL(typ))
-                for i in range(k) for name, typ in self._SCALAR_PARAMS(uuid_ids))
+                for i in range(k) for name, typ in self._SCALAR_PARAMS(uuid_ids))])
             arrays = SQL(", ").join(
                 SQL("ARRAY[{items}]").format(items=SQL(", ").join(
                     SQL("p{i}_{name}").format(i=SQL(str(i)), name=SQL(name)) for i in range(k)))
                 for name, _ in self._SCALAR_PARAMS(uuid_ids))
             me.sql_create_statements.append(SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{wrapper}({params}) RETURNS bigint[] "
-                "LANGUAGE sql AS $BODY$ SELECT {schema}.{fn}({arrays}) $BODY$").format(
+                "LANGUAGE sql AS $BODY$ SELECT {schema}.{fn}(p_lock_timeout, {arrays}) "
+                "$BODY$").format(
                     schema=schema, wrapper=wrapper, params=params, fn=self._fn, arrays=arrays))
             self._call_scalars[k] = SQL("SELECT {schema}.{wrapper}({args}) AS ids").format(
-                schema=schema, wrapper=wrapper, args=SQL(", ").join(
+                schema=schema, wrapper=wrapper, args=SQL(", ").join([SQL("%b::text"), *(
                     SQL("%b::{typ}").format(typ=SQL(typ))
-                    for _ in range(k) for _, typ in self._SCALAR_PARAMS(uuid_ids)))
+                    for _ in range(k) for _, typ in self._SCALAR_PARAMS(uuid_ids))]))
 
     SCALAR_CALL_MAX_EVENTS = 2
 
@@ -541,11 +550,30 @@ class ChainInOneCall(ChainInOnePlainTransaction):
                 ("topic", "text"), ("state", "bytea"), ("occurred", "bytea"),
                 ("occurred_us", "bigint"))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    # False once the functions turned out to be missing (a database whose
+    # tables are created by someone else, CREATE_TABLE=false, from before them).
+    _functions_present = True
+
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
-        if not stored_events or len(stored_events) > self.ONE_CALL_MAX_EVENTS:
+        # Not itself retried: each path retries on its own (retrying here too
+        # would run the inner retries ten times over).
+        if (not stored_events or len(stored_events) > self.ONE_CALL_MAX_EVENTS
+                or not self._functions_present):
             return super().insert_events(stored_events, **kwargs)
+        try:
+            return self._insert_in_one_call(stored_events)
+        except ProgrammingError as exc:
+            if not isinstance(exc.__cause__, UndefinedFunction):
+                raise
+            log.warning("%s: the append functions are missing from the database (tables "
+                        "not created by this release?); lone commands take the plain "
+                        "transaction, five round trips", exc)
+            self._functions_present = False
+            return super().insert_events(stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_in_one_call(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
         from commands.event_store import occurred_at_text, occurred_us
 
         me: Any = self
@@ -557,12 +585,12 @@ class ChainInOneCall(ChainInOnePlainTransaction):
         occurred = [occurred_at_text(s.state) for s in stored_events]
         scalars = self._call_scalars.get(len(stored_events))
         if scalars is not None:
-            query, params = scalars, [
+            query, params = scalars, [self._lock_timeout, *(
                 v for s, oid, occ in zip(stored_events, ids, occurred)
-                for v in (oid, s.originator_version, s.topic, s.state, occ, occurred_us(occ))]
+                for v in (oid, s.originator_version, s.topic, s.state, occ, occurred_us(occ)))]
         else:
             query, params = self._call, [
-                ids, [s.originator_version for s in stored_events],
+                self._lock_timeout, ids, [s.originator_version for s in stored_events],
                 [s.topic for s in stored_events], [s.state for s in stored_events],
                 occurred, [occurred_us(o) for o in occurred]]
         with me.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -302,3 +302,75 @@ def test_batch_prefetch_guesses_the_domains_own_agent_ids_with_the_memo() -> Non
         for no in ("1001", "1002", "王芳-07"):
             assert _named_ids(SimpleNamespace(employee_no=no)) == [agent_id_for(no)]
     assert _named_ids(SimpleNamespace(employee_no="")) == []
+
+
+def _create_tables_at_once(database: str, schema: str, barrier: Any, out: Any) -> None:
+    ds = PostgresDatastore(database, PG_HOST, PG_PORT,
+                           os.environ.get("LIANXIN_PG_USER", "postgres"), "", schema=schema,
+                           pool_size=1, lock_timeout=30, enable_db_functions=True)
+    recorder = rs.FastChainedPostgresApplicationRecorder(ds)
+    barrier.wait()
+    try:
+        recorder.create_table()
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        ds.close()
+
+
+def test_postgres_processes_starting_together_all_create_their_tables(pg_recorders: Any,
+                                                                      pg_database: str) -> None:
+    """An API, a projection runner and a loader started by one script: each
+    runs CREATE OR REPLACE FUNCTION (ours and the library's); without the
+    advisory lock first, all but one failed with 'tuple concurrently updated'."""
+    import multiprocessing
+
+    pg_recorders(rs.FastChainedPostgresApplicationRecorder, "together")  # the schema exists
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for _ in range(3):
+        barrier, out = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_create_tables_at_once,
+                             args=(pg_database, "together", barrier, out)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        results += [out.get(timeout=5) for _ in procs]
+    assert results == ["ok"] * 9
+
+
+def test_postgres_without_the_append_functions_a_lone_command_takes_the_plain_path(
+        pg_recorders: Any, pg_database: str) -> None:
+    """A database whose tables someone else created (CREATE_TABLE=false) from
+    before the functions: commands still commit, on the five-round-trip path."""
+    import psycopg
+
+    fast = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "nofn")
+    plain = pg_recorders(ChainedPostgresApplicationRecorder, "nofn_plain")
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=pg_database,
+                         user=os.environ.get("LIANXIN_PG_USER", "postgres"),
+                         autocommit=True) as conn:
+        for name in ("stored_events_append_chained_1", "stored_events_append_chained_2"):
+            conn.execute(f'DROP FUNCTION "nofn"."{name}"')  # type: ignore[arg-type]
+    for events in (batch("n1", 1), batch("n2", 2), batch("n3", 1)):
+        assert fast.insert_events(events) == plain.insert_events(events)
+    assert fast._functions_present is False
+    assert pg_rows(fast) == pg_rows(plain)
+
+
+def test_postgres_a_failing_store_is_retried_ten_times_not_a_hundred(pg_recorders: Any) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    fast = pg_recorders(rs.FastChainedPostgresApplicationRecorder, "retries")
+    attempts = []
+
+    def down(*_: Any) -> Any:
+        attempts.append(1)
+        raise OperationalError("server closed the connection")
+
+    fast._statements = down  # the plain path (a big batch) fails at its first step
+    with pytest.raises(OperationalError):
+        fast.insert_events(batch("r", 20))
+    assert len(attempts) == 10
