@@ -14,7 +14,9 @@ Every figure is printed next to a ceiling measured in the same run:
    the same facts (goal within 2x), and vs the same query in PostgreSQL
    (goal: DuckDB at least 10x faster). PostgreSQL gets the same help the
    catalog gives DuckDB: fixed-offset arithmetic for local time and a
-   constant UTC range as the period filter (``PG_SQL``); the per-row
+   constant UTC range as the period filter (``PG_SQL``), and the CASE form
+   of the filtered aggregates that the catalog runs (``PG_SQL_CASE``): the
+   faster of the two is PostgreSQL's figure; the per-row
    ``AT TIME ZONE`` form earlier runs compared with is measured too
    (``PG_SQL_AT_TIME_ZONE``), for reference.
 
@@ -332,6 +334,24 @@ WHERE offered_at >= TIMESTAMPTZ '2024-12-31 16:00:00+00'
 GROUP BY 1) t
 """
 
+# The catalog runs FILTERs as CASE (warehouse/aggregate_filters.py); give
+# PostgreSQL the same form, and count whichever of the two it runs faster.
+PG_SQL_CASE = """
+SELECT b AT TIME ZONE 'Asia/Shanghai' AS b, sl, asa, ar, aht FROM (
+SELECT date_bin('30 minutes', offered_at, TIMESTAMPTZ '2000-01-01 00:00:00+08') AS b,
+       count(CASE WHEN outcome = 'answered' AND wait_s <= 20 THEN 1 END)::float8
+         / nullif(count(CASE WHEN (outcome = 'answered' AND queued_at IS NOT NULL)
+                              OR (outcome = 'abandoned' AND abandon_stage IN ('queue', 'ringing'))
+                             THEN 1 END), 0) AS sl,
+       avg(CASE WHEN outcome = 'answered' THEN wait_s END) AS asa,
+       count(CASE WHEN outcome = 'abandoned' THEN 1 END)::float8 / nullif(count(*), 0) AS ar,
+       avg(CASE WHEN outcome = 'answered' THEN talk_s + hold_s + acw_s END) AS aht
+FROM fact_call
+WHERE offered_at >= TIMESTAMPTZ '2024-12-31 16:00:00+00'
+  AND offered_at < TIMESTAMPTZ '2025-12-31 16:00:00+00'
+GROUP BY 1) t
+"""
+
 # What earlier runs compared with: a per-row zone conversion in the bucket
 # and in the filter (no index use). Kept to show what the equivalence costs.
 PG_SQL_AT_TIME_ZONE = """
@@ -425,10 +445,13 @@ def _postgres(csv_path: Path, runs: int) -> dict[str, Any]:
                         cp.write(chunk)
             c.execute("CREATE INDEX ON fact_call (offered_at)")
             c.execute("VACUUM ANALYZE fact_call")
-            pg_s, pg_rows = _best_of(lambda: c.execute(PG_SQL).fetchall(), runs)
+            filter_s, pg_rows = _best_of(lambda: c.execute(PG_SQL).fetchall(), runs)
+            case_s, case_rows = _best_of(lambda: c.execute(PG_SQL_CASE).fetchall(), runs)
+            assert _rounded(case_rows) == _rounded(pg_rows), "the CASE form disagrees"
             tz_s, _ = _best_of(lambda: c.execute(PG_SQL_AT_TIME_ZONE).fetchall(), runs)
-        return {"postgres_s": round(pg_s, 3), "postgres_at_time_zone_s": round(tz_s, 3),
-                "rows": pg_rows}
+        return {"postgres_s": round(min(filter_s, case_s), 3),
+                "postgres_filter_s": round(filter_s, 3), "postgres_case_s": round(case_s, 3),
+                "postgres_at_time_zone_s": round(tz_s, 3), "rows": pg_rows}
     finally:
         with psycopg.connect(**admin) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
