@@ -458,10 +458,12 @@ def _postgres(csv_path: Path, runs: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from warehouse.loader import DEFAULT_BATCH
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--calls", type=int, default=10_000_000)
-    p.add_argument("--batch", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="200k events, 1M calls")
     p.add_argument("--no-postgres", action="store_true")
