@@ -130,18 +130,25 @@ def sqlite_header_sql(table: str) -> str:
 
 def postgres_leaf_sql(schema: str, table: str) -> Any:
     """SELECT: notification id and the leaf digest, computed by PostgreSQL
-    (its sha256 runs in the server process, beside ours)."""
+    (its sha256 runs in the server process, beside ours). The source time is
+    cut out of the payload as bytes, as ``occurred_at_text`` does: the 40-byte
+    window may end inside a multibyte character of the text that follows, so
+    it is never decoded."""
     mark = OCCURRED_MARK.decode()
     n = len(mark)
     return SQL(
         "SELECT notification_id, sha256(convert_to("
         "notification_id::text || chr(31) || replace(originator_id::text, '-', '') || chr(31) || "
-        "originator_version::text || chr(31) || topic || chr(31) || "
-        "CASE WHEN p > 0 THEN split_part(convert_from(substring(state from p + {n} for {w}), "
-        "'UTF8'), '\"', 1) ELSE '' END || chr(31), 'UTF8') || state) AS leaf "
-        "FROM (SELECT notification_id, originator_id, originator_version, topic, state, "
+        "originator_version::text || chr(31) || topic || chr(31), 'UTF8') || "
+        "CASE WHEN p = 0 THEN ''::bytea WHEN q = 0 THEN w ELSE substring(w from 1 for q - 1) END "
+        "|| decode('1f', 'hex') || state) AS leaf "
+        "FROM (SELECT *, position(decode('22', 'hex') in w) AS q FROM ("
+        "SELECT notification_id, originator_id, originator_version, topic, state, p, "
+        "substring(state from p + {n} for {w}) AS w FROM ("
+        "SELECT notification_id, originator_id, originator_version, topic, state, "
         "position({mark}::bytea in state) AS p FROM {schema}.{table} "
-        "WHERE notification_id > %s AND notification_id <= %s) AS e ORDER BY notification_id"
+        "WHERE notification_id > %s AND notification_id <= %s) AS a) AS b) AS e "
+        "ORDER BY notification_id"
     ).format(n=n, w=OCCURRED_WINDOW, mark=mark, schema=Identifier(schema),
              table=Identifier(table))
 

@@ -214,3 +214,31 @@ def test_the_postgres_c_verifier_reads_with_the_settings_of_the_python_side(lian
     assert head.hex() == audit_trail.head(lianxin)[1]
     with pytest.raises(ValueError):
         fast.verify_postgres([], "public", "t", 0, 1, bytes(31), 7)
+
+
+def test_a_source_time_window_that_cuts_a_character_verifies(lianxin, monkeypatch):
+    """The byte rule reads a fixed 40-byte window after the source-time mark;
+    when the payload's text goes on in a multibyte character, the window
+    ends in the middle of it. Every verifier must take the bytes as bytes."""
+    from uuid import uuid4
+
+    from eventsourcing.persistence import StoredEvent
+
+    from commands.event_store import OCCURRED_MARK, OCCURRED_WINDOW
+
+    state = (b'{"occurred_at":{"_type_":"datetime_iso","_data_":"2026-03-02T08:00:00+08:00"},'
+             b'"a":"xy\xe6\x8a\xa5\xe4\xbf\xae"}')
+    start = state.index(OCCURRED_MARK) + len(OCCURRED_MARK)
+    with pytest.raises(UnicodeDecodeError):  # the window does cut a character
+        state[start:start + OCCURRED_WINDOW].decode()
+    populate(lianxin, calls=1)
+    lianxin.app.recorder.insert_events(
+        [StoredEvent(originator_id=uuid4(), originator_version=1,
+                     topic="domain.call:Call.Offered", state=state)])
+    assert verify(lianxin).ok
+    monkeypatch.setitem(sys.modules, "queries._fastchain", None)
+    monkeypatch.setitem(sys.modules, "queries._fastchain_pg", None)
+    monkeypatch.delenv("LIANXIN_AUDIT_VERIFIER", raising=False)
+    result = verify(lianxin)
+    assert result.ok and result.verifier == "python"
+    assert result.records == lianxin.app.max_position()
