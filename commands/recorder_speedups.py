@@ -342,15 +342,17 @@ class FastPostgresApplicationRecorder(PostgresNotificationColumns):
             [*self.lock_table_statements,
              SQL("NOTIFY {0}").format(Identifier(self.channel_name))])
 
-    def _insert_rows(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
+    def _originator_ids(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        """The events' ids as the table's column type takes them."""
         if self._ids_are_uuids:
-            ids: list[Any] = [s.originator_id if isinstance(s.originator_id, UUID)
-                              else UUID(s.originator_id) for s in stored_events]
-        else:
-            ids = [str(s.originator_id) for s in stored_events]
+            return [s.originator_id if isinstance(s.originator_id, UUID)
+                    else UUID(s.originator_id) for s in stored_events]
+        return [str(s.originator_id) for s in stored_events]
+
+    def _insert_rows(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
         curs.execute(
             self._insert_arrays,
-            (ids,
+            (self._originator_ids(stored_events),
              [s.originator_version for s in stored_events],
              [s.topic for s in stored_events],
              [s.state for s in stored_events]),
@@ -462,12 +464,15 @@ class ChainInOneCall(ChainInOnePlainTransaction):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Imported here, not at the top: event_store.py imports this module.
+        from commands.event_store import occurred_at_text, occurred_us
+
+        self._source_time = (occurred_at_text, occurred_us)
         me: Any = self
         schema = Identifier(me.datastore.schema)
         self._fn = Identifier(f"{me.events_table_name}_append_chained")
         me.check_identifier_length(f"{me.events_table_name}_append_chained")
         uuid_ids = me.datastore.originator_id_type == "uuid"
-        self._one_call_ids_are_uuids = uuid_ids
         id_text = SQL("replace(p_ids[i]::text, '-', '')") if uuid_ids else SQL("p_ids[i]")
         # Two processes starting at once would race on CREATE OR REPLACE
         # ("tuple concurrently updated"), the library's own function included:
@@ -574,14 +579,9 @@ class ChainInOneCall(ChainInOnePlainTransaction):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_in_one_call(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
-        from commands.event_store import occurred_at_text, occurred_us
-
         me: Any = self
-        if self._one_call_ids_are_uuids:
-            ids: list[Any] = [s.originator_id if isinstance(s.originator_id, UUID)
-                              else UUID(s.originator_id) for s in stored_events]
-        else:
-            ids = [str(s.originator_id) for s in stored_events]
+        occurred_at_text, occurred_us = self._source_time
+        ids = me._originator_ids(stored_events)
         occurred = [occurred_at_text(s.state) for s in stored_events]
         scalars = self._call_scalars.get(len(stored_events))
         if scalars is not None:

@@ -122,18 +122,19 @@ class RequestFingerprints:
     def record(self, key: str, fingerprint: str) -> str:
         """Stores ``fingerprint`` for ``key`` unless the key has one already;
         returns the one stored (``fingerprint`` itself on first use)."""
-        for _ in range(3):  # a row expired between the insert and the select
-            claim = _Claim(key, fingerprint)
-            with self._pending_lock:
-                self._pending.append(claim)
-            with self._writing:
-                if not claim.done:
-                    self._write_pending()
-            if claim.error is not None:
-                raise claim.error
-            if claim.stored is not None:
-                return claim.stored
-        raise RuntimeError(f"could not record the idempotency key {key!r}")
+        claim = _Claim(key, fingerprint)
+        with self._pending_lock:
+            self._pending.append(claim)
+        with self._writing:
+            # Another writer may have taken it along already; with more than
+            # a batch pending, it may take more than one write to reach it.
+            while not claim.done:
+                self._write_pending()
+        if claim.error is not None:
+            raise claim.error
+        if claim.stored is None:  # rows are never deleted: the insert or the select saw it
+            raise RuntimeError(f"could not record the idempotency key {key!r}")
+        return claim.stored
 
     def _write_pending(self) -> None:
         with self._pending_lock:
