@@ -367,7 +367,9 @@ async def test_a_colleague_is_out_of_routing_while_the_consultation_reads_their_
         assert s.call(nxt).state.value == "queued" and s.call(nxt).agent_id is None
         assert flow.acd.ringing_for(other) is None
         assert not [c for c, _ in s.app.rejected if isinstance(c, m.AlertConsult)]
-        assert _agent_state(lx, other) == AgentState.ON_CALL
+        # The tracker sees the answer before the adapter's command commits it.
+        await s.until(lambda: _agent_state(lx, other) == AgentState.ON_CALL,
+                      what="colleague on the consultation")
         r = await http.post(f"/telephony/calls/{call.id}/consult/cancel")
         assert r.status_code == 200, r.text
         taken = await s.call_state(nxt, "connected", timeout=15)
