@@ -150,10 +150,15 @@ class Acd:
             next_announce_at=now + timedelta(seconds=policy.announce_first_s),
         )
 
-    def remove_call(self, call_id: str) -> None:
-        """The call left (abandoned, answered elsewhere, ended)."""
+    def remove_call(self, call_id: str) -> str | None:
+        """The call left (abandoned, answered elsewhere, ended). Answers the
+        agent it was ringing, if any: they are out of the pool until the
+        adapter reads their state again, and the ring may never have reached
+        their record (a caller who hangs up as the phone is dialled), so no
+        later event of theirs would bring them back."""
         self._waiting.pop(call_id, None)
-        self._ringing.pop(call_id, None)
+        ringing = self._ringing.pop(call_id, None)
+        return ringing.employee_no if ringing else None
 
     def agent_ready(self, employee_no: str, *, skills: Mapping[str, int], ready_since: datetime,
                     endpoint: str) -> None:

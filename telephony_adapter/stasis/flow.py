@@ -457,7 +457,7 @@ class CallFlow:
                         ring_timeout_s: float, role: str = "agent") -> str | None:
         plan = self._plan(ext)
         if plan is None:
-            self.acd.remove_call(ext)
+            await self._back_to_routing(self.acd.remove_call(ext))
             return None
         self.originated += 1
         channel = f"agent-{employee_no}-{_short(ext + str(plan.next_id('leg')))}"
@@ -566,8 +566,24 @@ class CallFlow:
     async def _on_call_gone(self, sig: Signal) -> None:
         await self._release(sig.external_id)
 
+    async def _back_to_routing(self, employee_no: str | None) -> None:
+        """An agent the ACD was ringing for a call that went away is routed
+        again as their record says (ready unless the ring reached it)."""
+        if employee_no is None or employee_no in self.consulting:
+            return
+        agent = await self.agent(employee_no)
+        if agent is not None:
+            self._sync_agent(agent)
+
     async def _release(self, ext: str) -> None:
-        self.acd.remove_call(ext)
+        rung = self.acd.remove_call(ext)
+        try:
+            await self._end_call(ext)
+        finally:
+            # after the legs are hung up: their phone is free again
+            await self._back_to_routing(rung)
+
+    async def _end_call(self, ext: str) -> None:
         plan = self.plans.get(ext)
         if plan is None or plan.mode == "gone":
             return
@@ -575,6 +591,10 @@ class CallFlow:
         plan.deadline = None
         plan.playlist.clear()
         view = self.tracker.calls.get(ext)
+        for channel in self.tracker.expected_legs(ext):
+            # dialled as the caller hung up: that phone would ring for nobody
+            # and be busy when routing offers its agent the next caller
+            await self.ari("DELETE", f"/channels/{channel}")
         if view is not None:
             for leg in view.legs.values():
                 if not leg.released and leg.channel in self.tracker.channels:
@@ -624,7 +644,7 @@ class CallFlow:
         if plan is None:
             return
         plan.agent_channel, plan.deadline = None, None
-        self.acd.remove_call(sig.external_id)
+        await self._back_to_routing(self.acd.remove_call(sig.external_id))
         if sig.channel:
             plan.mode = "outside"
             await self.stop_playback(plan)

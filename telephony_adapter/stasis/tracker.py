@@ -140,6 +140,10 @@ class CallTracker:
     def forget_expected(self, channel: str) -> None:
         self._expected.pop(channel, None)
 
+    def expected_legs(self, external_id: str) -> list[str]:
+        """Legs dialled for this call that Asterisk has not reported yet."""
+        return [ch for ch, (ext, _, _) in self._expected.items() if ext == external_id]
+
     def mark_hangup(self, external_id: str, by: str, cause: str) -> None:
         view = self.calls.get(external_id)
         if view is not None and view.hangup_by is None:

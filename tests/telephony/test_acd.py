@@ -131,9 +131,20 @@ def test_position_announcements_follow_the_schedule():
 def test_a_call_that_leaves_is_forgotten():
     a = acd()
     a.enqueue("c1", "general", at(0))
-    a.remove_call("c1")
+    assert a.remove_call("c1") is None  # nobody was being rung for it
     ready(a, "1001", 0)
     assert a.assign(at(1)) == [] and a.position("c1") is None
+
+
+def test_a_call_that_leaves_while_ringing_names_the_agent_it_held():
+    # the adapter reads that agent's record again: the ring may never have reached it
+    a = acd()
+    ready(a, "1001", 0)
+    a.enqueue("c1", "general", at(1))
+    [assignment] = a.assign(at(1))
+    assert a.ready_agents() == []
+    assert a.remove_call("c1") == "1001"
+    assert a.ringing_for("1001") is None and a.remove_call("c1") is None
 
 
 @pytest.mark.parametrize("bad", [

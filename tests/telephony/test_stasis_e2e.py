@@ -481,3 +481,40 @@ async def test_position_announcements_repeat_and_count_the_callers_ahead(sqlite_
         assert 60 <= (second - queued_at).total_seconds() < 66, ch
         # the music comes back after each announcement
         assert mohs[ch] >= 3, ch
+
+
+@pytest.mark.parametrize("hang_up", ["while_ringing", "as_the_agent_is_chosen"])
+async def test_an_agent_whose_caller_hung_up_during_the_ring_is_offered_the_next_caller(
+        sqlite_lianxin, hang_up):
+    # Found in the demo: from mid-morning on no caller reached an agent, all
+    # fifteen were ready in the store and none was in the ACD. A caller who
+    # hung up before the agent's phone reported ringing left no trace in the
+    # agent's record, and nothing brought the agent back into routing.
+    lx = sqlite_lianxin
+    staff(lx, "1001")
+    async with stack(lx) as s:
+        s.sim.register_endpoint("PJSIP/1001", AnswerAfter(delay=8))
+        first = s.sim.place_call(caller="1")
+        if hang_up == "as_the_agent_is_chosen":
+            flow = s.app.flow
+            originate = flow.originate
+
+            async def caller_gives_up_first(ext, *args, **kwargs):
+                if ext == first:
+                    s.sim.hangup(first)
+                return await originate(ext, *args, **kwargs)
+
+            flow.originate = caller_gives_up_first
+        await _to_agent(s, first)
+        if hang_up == "while_ringing":
+            await s.until(lambda: s.call(first).legs, what="agent alerted")
+            s.sim.hangup(first)
+        call = await s.call_state(first, "abandoned")
+        if hang_up == "as_the_agent_is_chosen":
+            assert not call.legs  # the agent's record never saw a ring
+        second = s.sim.place_call(caller="2")
+        await _to_agent(s, second)
+        call = await s.call_state(second, "connected", timeout=20)
+        assert call.agent_id == agent_id_for("1001")
+        s.sim.hangup(second)
+        await s.call_state(second, "ended")
