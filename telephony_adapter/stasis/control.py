@@ -131,6 +131,8 @@ class CallControl:
         if await self._duplicate(call_id, key):
             return None
         view, plan = self._talking(call_id)
+        if target_type == "agent":
+            await self._require_free(target)
         async with self.flow.lock_for(view.external_id):
             now = self._now()
             old_leg = view.agent_leg
@@ -161,9 +163,21 @@ class CallControl:
             else:
                 plan.mode = "queue"
                 await self.flow.start_moh(plan)
-                endpoint = await self.flow.endpoint_of(target)
-                await self.flow.originate(view.external_id, target, endpoint,
-                                          self.flow.config.queues[0].ring_timeout_s)
+                await self.flow.ring_directly(view.external_id, target, now)
+
+    async def _require_free(self, employee_no: str) -> None:
+        """A blind transfer goes to an agent who can take the caller now: one
+        on a break, in wrap-up or already on the phone is refused before the
+        caller is let go (a consultation reaches a colleague who is not ready)."""
+        flow = self.flow
+        agent = await flow.agent(employee_no)
+        if agent is None:
+            raise NotFound(f"agent {employee_no} not found")
+        if employee_no in flow.consulting or flow.acd.ringing_for(employee_no) is not None:
+            raise InvariantViolation(f"agent {employee_no} is being called already")
+        if agent.state != AgentState.READY:
+            raise InvariantViolation(f"agent {employee_no} is {agent.state.value}, not ready "
+                                     "to take a transfer (consult them instead)")
 
     def _release_leg(self, view: CallView, channel: str | None) -> None:
         if channel and channel in view.legs:

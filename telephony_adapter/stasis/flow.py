@@ -426,6 +426,12 @@ class CallFlow:
                 if isinstance(snapshot, dict) and snapshot.get("state") == "Up":
                     continue
                 await self.ari("DELETE", f"/channels/{leg.channel}")
+            elif leg is None and self.tracker.expected_legs(rt.call_id):
+                # Dialled, and Asterisk never said a word about that channel
+                # (its events lost, or a request that failed on our side after
+                # Asterisk took it): as for a phone that cannot be called, the
+                # caller goes back to the front and the agent out of routing.
+                await self._unreachable(rt.call_id, rt.employee_no)
         for a in self.acd.assign(now):
             await self.originate(a.call_id, a.employee_no, a.endpoint, a.ring_timeout_s)
         for ann in self.acd.announcements(now):
@@ -471,13 +477,45 @@ class CallFlow:
             # and take the agent out of routing until they sort it out.
             self.tracker.forget_expected(channel)
             if role == "agent":
-                self.acd.ring_no_answer(ext, self.now())
-                await self.submit(m.MakeNotReady(employee_no=employee_no, reason="unreachable",
-                                                 occurred_at=self.now(),
-                                                 command_id=plan.next_id("unreachable")))
+                await self._unreachable(ext, employee_no)
+            return None
+        if self._plan(ext) is None:
+            # The caller left while the request was on its way (their release
+            # found no channel to hang up): this phone would ring for nobody.
+            # Still expected for that call: events already on their way must
+            # not be taken for a ring of another waiting caller.
+            await self.ari("DELETE", f"/channels/{channel}")
+            if role == "agent":
+                await self._back_to_routing(employee_no)
             return None
         plan.agent_channel = channel if role == "agent" else plan.agent_channel
         return channel
+
+    async def _unreachable(self, ext: str, employee_no: str) -> None:
+        plan = self._plan(ext)
+        for channel in self.tracker.expected_legs(ext):
+            await self.ari("DELETE", f"/channels/{channel}")
+        self.acd.ring_no_answer(ext, self.now())
+        await self.submit(m.MakeNotReady(
+            employee_no=employee_no, reason="unreachable", occurred_at=self.now(),
+            command_id=plan.next_id("unreachable") if plan else None))
+
+    async def ring_directly(self, ext: str, employee_no: str, at: datetime) -> bool:
+        """A caller transferred straight to an agent: rung if the agent's
+        record says ready (and routing is not already ringing or holding them
+        for a consultation); otherwise, as when they do not answer, an agent
+        of the general queue takes the caller, ahead of the line."""
+        agent = await self.agent(employee_no)
+        if (agent is None or agent.state != AgentState.READY or not agent.endpoint
+                or employee_no in self.consulting or self.acd.ringing_for(employee_no)):
+            self.acd.enqueue(ext, self.config.ivr.agent_queue, at, at_front=True)
+            await self.dispatch()
+            return False
+        # rung outside the ACD: not offered another caller meanwhile (their
+        # ring, answer or miss reaches their record and routing follows it)
+        self.acd.agent_unavailable(employee_no)
+        await self.originate(ext, employee_no, agent.endpoint, self.config.queues[0].ring_timeout_s)
+        return True
 
     async def _on_consult_ended(self, sig: Signal) -> None:
         await self.resync_agent(sig.employee_no)
@@ -498,6 +536,10 @@ class CallFlow:
             return
         if sig.detail and self.acd.ringing_agent(sig.external_id) == sig.employee_no:
             self.acd.ring_no_answer(sig.external_id, self.now())
+            # their record puts them not ready (ring_no_answer), unless it
+            # refused the ring (the call had moved on): then nothing else
+            # would bring them back
+            await self._back_to_routing(sig.employee_no)
         elif plan.mode == "queue" and self.acd.queue_of(sig.external_id) is None:
             # a direct transfer to an agent who did not answer: an agent of
             # the general queue takes the caller, ahead of the line
@@ -628,8 +670,7 @@ class CallFlow:
         elif target_type == "agent":
             plan.mode = "queue"
             await self.start_moh(plan)
-            await self.originate(sig.external_id, target, await self.endpoint_of(target),
-                                 self.config.queues[0].ring_timeout_s)
+            await self.ring_directly(sig.external_id, target, at)
 
     async def _on_transferred_out(self, sig: Signal) -> None:
         """The agent's phone transferred the caller to a number outside the
@@ -780,6 +821,11 @@ class CallFlow:
                                name=f"call-{plan.external_id}-{plan.recordings}", format="wav",
                                ifExists="overwrite")
         await self.follow_agents()
+        # A consultation whose legs ended while we were not listening sent no
+        # "consult ended": its colleague would stay out of routing for good.
+        held = self.tracker.consulting_employees()
+        for employee_no in sorted(self.consulting - held):
+            await self.resync_agent(employee_no)
         await self.dispatch()
 
 

@@ -140,6 +140,16 @@ class CallTracker:
     def forget_expected(self, channel: str) -> None:
         self._expected.pop(channel, None)
 
+    def consulting_employees(self) -> set[str]:
+        """Colleagues on (or being rung for) a consultation of a live call."""
+        out = {emp for ext, emp, role in self._expected.values() if role == "consult"}
+        for view in self.calls.values():
+            if view.live:
+                out.update(leg.employee_no for leg in view.legs.values()
+                           if leg.role == "consult" and not leg.released
+                           and leg.channel in self.channels)
+        return out
+
     def expected_legs(self, external_id: str) -> list[str]:
         """Legs dialled for this call that Asterisk has not reported yet."""
         return [ch for ch, (ext, _, _) in self._expected.items() if ext == external_id]
