@@ -427,7 +427,9 @@ def bench_report(calls: int, runs: int, postgres: bool) -> dict[str, Any]:
         if postgres:
             pg = _postgres(csv_path, columns, runs)
             # Equivalent means the same answer: same buckets, same values.
-            assert _same(pg.pop("rows"), rows), "PostgreSQL disagrees with DuckDB"
+            pg_rows = pg.pop("rows")
+            assert _same(pg_rows, rows), "PostgreSQL disagrees with the hand-written DuckDB query"
+            assert _same(pg_rows, result.frame.rows()), "PostgreSQL disagrees with the catalog"
             out.update(pg)
             out["ratio_postgres_to_catalog"] = round(out["postgres_s"] / catalog_s, 1)
             out["ratio_postgres_narrow_to_catalog"] = round(out["postgres_narrow_s"] / catalog_s, 1)
@@ -451,7 +453,7 @@ def _export_for_postgres(con: Any, csv_path: Path) -> list[tuple[str, str]]:
     column (a row store reads whole rows; a report on the warehouse's facts in
     PostgreSQL would read this table). Lists become array literals."""
     columns = [(r[0], PG_TYPES[r[1]]) for r in con.execute("DESCRIBE fact_call").fetchall()]
-    quoted = "'\"' || replace(replace(v, '\\', '\\\\'), '\"', '\\\"') || '\"'"
+    quoted = "coalesce('\"' || replace(replace(v, '\\', '\\\\'), '\"', '\\\"') || '\"', 'NULL')"
     select = ", ".join(
         f"CASE WHEN {name} IS NULL THEN NULL ELSE '{{' || array_to_string("
         f"list_transform({name}, lambda v: {quoted}), ',') || '}}' END AS {name}"

@@ -215,6 +215,23 @@ class Acd:
                                   policy.ring_timeout_s, deadline))
         return out
 
+    def ring_direct(self, call_id: str, employee_no: str, queue: str, now: datetime,
+                    endpoint: str) -> Assignment:
+        """A caller transferred straight to this agent: rung as routing rings
+        (out of the pool, the ring followed), and on no answer back at the
+        front of ``queue``."""
+        policy = self.policy(queue)
+        self._ready.pop(employee_no, None)
+        previous = self._waiting.pop(call_id, None)
+        w = _Waiting(call_id=call_id, queue=queue, priority=0, skills={**policy.skills},
+                     entered_queue_at=now,
+                     waiting_since=previous.waiting_since if previous else now,
+                     rank=next(self._front),
+                     next_announce_at=now + timedelta(seconds=policy.announce_first_s))
+        deadline = now + timedelta(seconds=policy.ring_timeout_s)
+        self._ringing[call_id] = _Ringing(call_id, employee_no, w, deadline)
+        return Assignment(call_id, employee_no, endpoint, queue, policy.ring_timeout_s, deadline)
+
     def overflows(self, now: datetime) -> list[Overflow]:
         out: list[Overflow] = []
         for w in list(self._waiting.values()):

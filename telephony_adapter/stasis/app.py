@@ -101,6 +101,7 @@ class StasisApp:
         self.known_live_calls = known_live_calls
         self.running = False  # in run(): lanes, commits not awaited by the lanes
         self._pending: list[tuple[list[m.Command], asyncio.Future]] = []
+        self._flushing: list[tuple[list[m.Command], asyncio.Future]] = []  # being committed
         self._flusher: asyncio.Task | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stasis-store")
         self._queues: dict[str, asyncio.Queue] = {}
@@ -176,10 +177,18 @@ class StasisApp:
             else:
                 self.stats["commands"] += 1
 
+    async def settled(self) -> None:
+        """Return once every command submitted so far is committed or
+        refused: a read after this sees the decisions lanes did not wait for."""
+        futures = [f for _, f in self._flushing] + [f for _, f in self._pending]
+        if futures:
+            await asyncio.wait(futures)
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
+            self._flushing = batch
             flat = [cmd for cmds, _ in batch for cmd in cmds]
             try:
                 results = await loop.run_in_executor(self._writer, self.service.handle_many, flat)

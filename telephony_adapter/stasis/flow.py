@@ -493,9 +493,9 @@ class CallFlow:
 
     async def _unreachable(self, ext: str, employee_no: str) -> None:
         plan = self._plan(ext)
+        self.acd.ring_no_answer(ext, self.now())  # first: a second dispatch finds nothing due
         for channel in self.tracker.expected_legs(ext):
             await self.ari("DELETE", f"/channels/{channel}")
-        self.acd.ring_no_answer(ext, self.now())
         await self.submit(m.MakeNotReady(
             employee_no=employee_no, reason="unreachable", occurred_at=self.now(),
             command_id=plan.next_id("unreachable") if plan else None))
@@ -511,10 +511,11 @@ class CallFlow:
             self.acd.enqueue(ext, self.config.ivr.agent_queue, at, at_front=True)
             await self.dispatch()
             return False
-        # rung outside the ACD: not offered another caller meanwhile (their
-        # ring, answer or miss reaches their record and routing follows it)
-        self.acd.agent_unavailable(employee_no)
-        await self.originate(ext, employee_no, agent.endpoint, self.config.queues[0].ring_timeout_s)
+        # rung as routing rings: out of the pool, and the ring followed (a
+        # miss puts the caller at the front of the general queue)
+        ring = self.acd.ring_direct(ext, employee_no, self.config.ivr.agent_queue, at,
+                                    agent.endpoint)
+        await self.originate(ext, employee_no, ring.endpoint, ring.ring_timeout_s)
         return True
 
     async def _on_consult_ended(self, sig: Signal) -> None:
@@ -612,6 +613,10 @@ class CallFlow:
         """An agent the ACD was ringing for a call that went away is routed
         again as their record says (ready unless the ring reached it)."""
         if employee_no is None or employee_no in self.consulting:
+            return
+        # what the lanes submitted without waiting (the ring, its miss) first
+        await self.app.settled()
+        if employee_no in self.consulting or self.acd.ringing_for(employee_no):
             return
         agent = await self.agent(employee_no)
         if agent is not None:
