@@ -220,14 +220,10 @@ class Acd:
         """A caller transferred straight to this agent: rung as routing rings
         (out of the pool, the ring followed), and on no answer back at the
         front of ``queue``."""
-        policy = self.policy(queue)
+        self.enqueue(call_id, queue, now, at_front=True)  # where a miss puts them
+        w = self._waiting.pop(call_id)
         self._ready.pop(employee_no, None)
-        previous = self._waiting.pop(call_id, None)
-        w = _Waiting(call_id=call_id, queue=queue, priority=0, skills={**policy.skills},
-                     entered_queue_at=now,
-                     waiting_since=previous.waiting_since if previous else now,
-                     rank=next(self._front),
-                     next_announce_at=now + timedelta(seconds=policy.announce_first_s))
+        policy = self.queues[queue]
         deadline = now + timedelta(seconds=policy.ring_timeout_s)
         self._ringing[call_id] = _Ringing(call_id, employee_no, w, deadline)
         return Assignment(call_id, employee_no, endpoint, queue, policy.ring_timeout_s, deadline)

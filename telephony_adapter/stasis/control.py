@@ -169,15 +169,11 @@ class CallControl:
         """A blind transfer goes to an agent who can take the caller now: one
         on a break, in wrap-up or already on the phone is refused before the
         caller is let go (a consultation reaches a colleague who is not ready)."""
-        flow = self.flow
-        agent = await flow.agent(employee_no)
+        agent, why_not = await self.flow.direct_target(employee_no)
         if agent is None:
             raise NotFound(f"agent {employee_no} not found")
-        if employee_no in flow.consulting or flow.acd.ringing_for(employee_no) is not None:
-            raise InvariantViolation(f"agent {employee_no} is being called already")
-        if agent.state != AgentState.READY:
-            raise InvariantViolation(f"agent {employee_no} is {agent.state.value}, not ready "
-                                     "to take a transfer (consult them instead)")
+        if why_not is not None:
+            raise InvariantViolation(f"agent {employee_no} is {why_not}")
 
     def _release_leg(self, view: CallView, channel: str | None) -> None:
         if channel and channel in view.legs:

@@ -500,14 +500,26 @@ class CallFlow:
             employee_no=employee_no, reason="unreachable", occurred_at=self.now(),
             command_id=plan.next_id("unreachable") if plan else None))
 
+    async def direct_target(self, employee_no: str) -> tuple[Agent | None, str | None]:
+        """The agent's record, and why a caller cannot be put through to them
+        now (None: they can)."""
+        agent = await self.agent(employee_no)
+        if agent is None:
+            return None, "not found"
+        if employee_no in self.consulting or self.acd.ringing_for(employee_no) is not None:
+            return agent, "being called already"
+        if agent.state != AgentState.READY or not agent.endpoint:
+            return agent, (f"{agent.state.value}, not ready to take a transfer "
+                           "(consult them instead)")
+        return agent, None
+
     async def ring_directly(self, ext: str, employee_no: str, at: datetime) -> bool:
         """A caller transferred straight to an agent: rung if the agent's
         record says ready (and routing is not already ringing or holding them
         for a consultation); otherwise, as when they do not answer, an agent
         of the general queue takes the caller, ahead of the line."""
-        agent = await self.agent(employee_no)
-        if (agent is None or agent.state != AgentState.READY or not agent.endpoint
-                or employee_no in self.consulting or self.acd.ringing_for(employee_no)):
+        agent, why_not = await self.direct_target(employee_no)
+        if why_not is not None:
             self.acd.enqueue(ext, self.config.ivr.agent_queue, at, at_front=True)
             await self.dispatch()
             return False
@@ -542,8 +554,9 @@ class CallFlow:
             # would bring them back
             await self._back_to_routing(sig.employee_no)
         elif plan.mode == "queue" and self.acd.queue_of(sig.external_id) is None:
-            # a direct transfer to an agent who did not answer: an agent of
-            # the general queue takes the caller, ahead of the line
+            # a ring routing did not start (a leg originated by someone
+            # else): an agent of the general queue takes the caller, ahead
+            # of the line
             self.acd.enqueue(sig.external_id, self.config.ivr.agent_queue, self.now(),
                              at_front=True)
         plan.agent_channel = None
