@@ -3,12 +3,14 @@
 DuckDB lets one process hold a database file for writing and no other
 process may open it meanwhile, not even read-only. So readers (the API,
 Superset, notebooks, the CLI) never touch ``loader.duckdb``; they open
-``catalog.duckdb``, a small file of views over immutable Parquet files.
+``catalog.duckdb``: the facts as native tables, one per month, and views
+over the immutable event Parquet files.
 
 * Every Parquet file is written once under a new name in ``files/`` and
-  never changed; catalogs reference those paths.
+  never changed; catalogs reference the event files by those paths.
 * A publish writes the changed month partitions, builds the next catalog in
-  a temporary file and renames it over ``catalog.duckdb`` (atomic on POSIX).
+  a temporary file (a copy of the current one, with the changed months
+  written again) and renames it over ``catalog.duckdb`` (atomic on POSIX).
   A reader that opened the previous catalog keeps a consistent snapshot.
 * ``parquet/`` is the interchange tree for engines that glob a directory
   (Trino, Spark, DuckDB elsewhere): hard links of exactly the current files,
@@ -67,6 +69,13 @@ FACT_FILE = "data.parquet"  # a fact month's one file in the tree
 # The partition column of a publish's one-pass write (only in directory names).
 MONTH_KEY = "lianxin_month"
 
+# Facts in the catalog: native DuckDB tables, one per month, in this schema,
+# each fact a view over its months. Reports read them about 1.4x faster than
+# the same rows in Parquet (docs/performance.md), and a publish rewrites only
+# the months that changed in a copy of the previous catalog.
+MONTH_SCHEMA = "facts_by_month"
+CATALOG_LAYOUT = 2  # 1 (no column): views over Parquet files
+
 MANIFEST_SQL = """
 CREATE TABLE IF NOT EXISTS published_file (fact VARCHAR, month VARCHAR, path VARCHAR);
 CREATE TABLE IF NOT EXISTS retired_file (path VARCHAR, retired_at TIMESTAMPTZ);
@@ -92,7 +101,8 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
         manifest = run(con, "SELECT fact, month, path FROM published_file")
         _collect_garbage(con, directory, _sync_tree(directory, manifest))
         return int(generation)
-    generation = int(generation) + 1
+    committed = int(generation)
+    generation = committed + 1
     tag = f"g{generation:06d}-{uuid.uuid4().hex[:8]}"
     months: dict[str, list[str]] = {}
     for fact, month in dirty:
@@ -124,8 +134,9 @@ def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
     files: dict[str, list[str]] = {}
     for fact, month, path in sorted(manifest, key=lambda r: (r[0], r[1], r[2])):
         files.setdefault(fact, []).append(path)
-    _write_catalog(con, directory, files, generation=generation, position=position,
-                   as_of_time=as_of_time, timezone=timezone, calendar=calendar)
+    _write_catalog(con, directory, files, dirty=dirty_set, generation=generation,
+                   committed=committed, position=position, as_of_time=as_of_time,
+                   timezone=timezone, calendar=calendar)
     run(con, "BEGIN TRANSACTION")
     try:
         run(con, "DELETE FROM published_file")
@@ -181,18 +192,19 @@ def _write_months(con: duckdb.DuckDBPyConnection, directory: Path, fact: str, ta
 
 
 def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[str, list[str]],
-                   *, generation: int, position: int, as_of_time: Any, timezone: str,
-                   calendar: Any | None) -> None:
+                   *, dirty: set[tuple[str, str]], generation: int, committed: int,
+                   position: int, as_of_time: Any, timezone: str, calendar: Any | None) -> None:
     tmp = directory / f".catalog-{generation:06d}-{uuid.uuid4().hex[:8]}.duckdb"
-    run(con, f"ATTACH '{tmp}' AS cat")
+    built = _start_catalog(con, directory / CATALOG, tmp, committed)
     try:
-        for fact in list(FACTS) + ["events"]:
-            paths = files.get(fact)
-            if paths:
-                listing = ", ".join(f"'{p}'" for p in paths)
-                run(con, f"CREATE VIEW cat.{fact} AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)")
-            else:
-                run(con, f"CREATE TABLE cat.{fact} AS SELECT * FROM main.{fact} LIMIT 0")
+        for fact, (time_col, order) in FACTS.items():
+            _write_fact_months(con, fact, time_col, order, built, dirty)
+        paths = files.get("events")
+        if paths:
+            listing = ", ".join(f"'{p}'" for p in paths)
+            run(con, f"CREATE VIEW cat.events AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)")
+        else:
+            run(con, "CREATE TABLE cat.events AS SELECT * FROM main.events LIMIT 0")
         run(con, "CREATE TABLE cat.dim_agent AS SELECT * FROM main.dim_agent ORDER BY agent_id")
         run(con, "CREATE VIEW cat.dim_team AS SELECT DISTINCT team FROM dim_agent")
         run(con, "CREATE VIEW cat.dim_queue AS SELECT DISTINCT queue FROM ("
@@ -207,12 +219,100 @@ def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[
         run(con, 
             "CREATE TABLE cat.warehouse_meta AS SELECT ?::BIGINT AS generation, "
             "?::BIGINT AS as_of_position, ?::TIMESTAMPTZ AS as_of_time, "
-            "now() AS published_at, ?::VARCHAR AS timezone, ?::VARCHAR AS calendar",
+            "now() AS published_at, ?::VARCHAR AS timezone, ?::VARCHAR AS calendar, "
+            "?::INTEGER AS catalog_layout",
             [generation, position, as_of_time, timezone,
-             getattr(calendar, "name", None) or "weekdays (Mon-Fri)"])
+             getattr(calendar, "name", None) or "weekdays (Mon-Fri)", CATALOG_LAYOUT])
     finally:
         run(con, "DETACH cat")
     os.replace(tmp, directory / CATALOG)
+
+
+def _start_catalog(con: duckdb.DuckDBPyConnection, current: Path, tmp: Path,
+                   committed: int) -> set[tuple[str, str]]:
+    """Attach the next catalog as ``cat``, begun as a copy of the current one
+    when that holds this loader's last publish (or the one after it, swapped
+    in by a publish that crashed before its commit: that one's dirty months
+    are still dirty). Returns the fact months it already holds; everything
+    but those month tables is dropped, to be written again."""
+    if current.exists():
+        shutil.copyfile(current, tmp)
+        run(con, f"ATTACH '{tmp}' AS cat")
+        try:
+            meta = run(con, "SELECT generation, catalog_layout FROM cat.warehouse_meta")
+        except duckdb.Error:  # an older layout, or no catalog of ours
+            meta = []
+        if meta and meta[0][1] == CATALOG_LAYOUT and meta[0][0] in (committed, committed + 1):
+            for name, kind in run(con,
+                    "SELECT table_name, table_type FROM information_schema.tables "
+                    "WHERE table_catalog = 'cat' AND table_schema = 'main'"):
+                run(con, f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} cat.main.{name}")
+            return {_month_of_table(r[0]) for r in run(con,
+                    "SELECT table_name FROM information_schema.tables "
+                    f"WHERE table_catalog = 'cat' AND table_schema = '{MONTH_SCHEMA}'")}
+        run(con, "DETACH cat")
+        tmp.unlink()
+    run(con, f"ATTACH '{tmp}' AS cat")
+    run(con, f"CREATE SCHEMA cat.{MONTH_SCHEMA}")
+    return set()
+
+
+def _write_fact_months(con: duckdb.DuckDBPyConnection, fact: str, time_col: str, order: str,
+                       built: set[tuple[str, str]], dirty: set[tuple[str, str]]) -> None:
+    """One native table per month of the fact, and the fact as a view over
+    them all. A month is written when it is dirty, new, or was made with
+    other columns; the others are kept from the previous catalog."""
+    months = sorted(r[0] for r in run(con, f"SELECT DISTINCT {_month_expr(time_col)} FROM main.{fact}"))
+    columns = _columns(con, run(con, "SELECT current_database()")[0][0], "main", fact)
+    kept = {m for f, m in built if f == fact}
+    dropped = False
+    for month in kept - set(months):
+        run(con, f"DROP TABLE cat.{MONTH_SCHEMA}.{_month_table(fact, month)}")
+        dropped = True
+    for month in months:
+        table = f"cat.{MONTH_SCHEMA}.{_month_table(fact, month)}"
+        if (month in kept and (fact, month) not in dirty
+                and _columns(con, "cat", MONTH_SCHEMA, _month_table(fact, month)) == columns):
+            continue
+        if month in kept:
+            run(con, f"DROP TABLE {table}")
+            dropped = True
+        run(con, f"CREATE TABLE {table} AS SELECT * FROM main.{fact} "
+                 f"WHERE {_month_filter(time_col, month)} ORDER BY {order}")
+    if dropped:
+        run(con, "CHECKPOINT cat")  # so the next months reuse the dropped blocks
+    if months:
+        union = " UNION ALL ".join(
+            f"SELECT * FROM {MONTH_SCHEMA}.{_month_table(fact, m)}" for m in months)
+        run(con, f"CREATE VIEW cat.{fact} AS {union}")
+    else:
+        run(con, f"CREATE TABLE cat.{fact} AS SELECT * FROM main.{fact} LIMIT 0")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str) -> Any:
+    return run(con, "SELECT list(column_name || ' ' || data_type ORDER BY column_index) "
+                    "FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+                    "AND table_name = ?", [database, schema, table])[0][0]
+
+
+def _month_table(fact: str, month: str) -> str:
+    return f"{fact}__{month.replace('-', '_')}"
+
+
+def _month_of_table(name: str) -> tuple[str, str]:
+    fact, _, month = name.rpartition("__")
+    return fact, month.replace("_", "-")
+
+
+def _month_filter(column: str, month: str) -> str:
+    """The rows whose ``_month_expr`` is ``month``, as a range the loader's
+    zone maps can skip on (the expression itself would be computed per row)."""
+    if month == "none":
+        return f"{column} IS NULL"
+    year, mon = (int(x) for x in month.split("-"))
+    nxt = f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+    return (f"{column} >= TIMESTAMPTZ '{month}-01 00:00:00+00' "
+            f"AND {column} < TIMESTAMPTZ '{nxt}-01 00:00:00+00'")
 
 
 def _calendar(bounds: tuple[Any, Any], calendar: Any | None) -> pa.Table:
@@ -330,7 +430,7 @@ def _collect_garbage(con: duckdb.DuckDBPyConnection, directory: Path,
     # A catalog under construction is never opened by readers: only a crash
     # leaves one behind, and its age is all that matters.
     now = time.time()
-    for path in directory.glob(".catalog-*.duckdb"):
+    for path in directory.glob(".catalog-*.duckdb*"):  # and a crash's .wal
         if now - path.stat().st_mtime > GRACE_SECONDS:
             path.unlink(missing_ok=True)
 

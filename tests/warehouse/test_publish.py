@@ -19,7 +19,7 @@ from commands import messages as m
 from lianxin.wiring import build
 from tests.conftest import make_settings
 from tests.warehouse.helpers import tree_equals_catalog
-from warehouse.publish import FILES, GRACE_SECONDS, TREE
+from warehouse.publish import FILES, GRACE_SECONDS, MONTH_SCHEMA, TREE
 from warehouse.reader import open_catalog
 from warehouse.service import load
 
@@ -195,5 +195,86 @@ def test_the_parquet_tree_reads_the_same_in_pyarrow_and_polars(tmp_path: Path):
             checked += 1
         con.close()
         assert checked >= 12
+    finally:
+        lx.close()
+
+
+def _month_tables(wd: Path) -> set[str]:
+    con = duckdb.connect(str(wd / "catalog.duckdb"), read_only=True)
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = '{MONTH_SCHEMA}' AND table_name LIKE 'fact_call__%'").fetchall()}
+    finally:
+        con.close()
+
+
+def test_facts_are_native_month_tables_and_a_publish_rewrites_only_changed_months(
+        tmp_path: Path, monkeypatch):
+    # A year of facts is most of the catalog; a publish every minute must
+    # cost the months that changed, not the year.
+    import warehouse.publish as publish
+
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        for month in (1, 2, 3):
+            _offer(lx, f"m{month}", 2, 10, month=month)
+        load(lx)
+        assert _month_tables(wd) == {"fact_call__2026_01", "fact_call__2026_02", "fact_call__2026_03"}
+        statements: list[str] = []
+        real_run = publish.run
+
+        def spy(con, sql, params=None):
+            statements.append(sql)
+            return real_run(con, sql, params)
+
+        monkeypatch.setattr(publish, "run", spy)
+        _offer(lx, "m2-late", 20, 10, month=2)
+        load(lx)
+        written = {s.split()[2] for s in statements if s.startswith(f"CREATE TABLE cat.{MONTH_SCHEMA}.")}
+        assert written == {f"cat.{MONTH_SCHEMA}.fact_call__2026_02"}
+        tree_equals_catalog(wd)
+        with open_catalog(wd) as reader:
+            assert reader.execute(
+                "SELECT strftime(offered_at, '%m'), count(*) FROM fact_call GROUP BY 1 ORDER BY 1"
+            ).fetchall() == [("01", 1), ("02", 2), ("03", 1)]
+    finally:
+        lx.close()
+
+
+def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: Path):
+    # A catalog of another layout or generation (an older release, a copy put
+    # back by hand) may hold months that differ from the loader's: the next
+    # publish writes every month again instead of keeping them.
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        for month in (1, 2):
+            _offer(lx, f"m{month}", 2, 10, month=month)
+        load(lx)
+        stale = wd / "stale-catalog.duckdb"
+        shutil.copyfile(wd / "catalog.duckdb", stale)
+        con = duckdb.connect(str(stale))
+        con.execute(f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01").fetchall()
+        con.execute("UPDATE warehouse_meta SET generation = generation + 7").fetchall()
+        con.close()
+        os.replace(stale, wd / "catalog.duckdb")
+        _offer(lx, "m2-late", 20, 10, month=2)
+        load(lx)
+        tree_equals_catalog(wd)
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(3,)]
+
+        # The layout before native month tables: views over Parquet files.
+        con = duckdb.connect(str(wd / "catalog.duckdb"))
+        con.execute("ALTER TABLE warehouse_meta DROP COLUMN catalog_layout").fetchall()
+        con.close()
+        _offer(lx, "m1-late", 21, 10, month=1)
+        load(lx)
+        tree_equals_catalog(wd)
+        assert _month_tables(wd) == {"fact_call__2026_01", "fact_call__2026_02"}
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(4,)]
     finally:
         lx.close()
