@@ -280,12 +280,14 @@ def run(store: str, quick: bool, plain_recorder: bool = False,
             one_at_a_time(lx, 5, first=10**6)  # warm up; its payloads feed the ceilings
             rows = stored_rows(lx.app)
             raw = raw_inserter(settings)
-            singles, seqs, ratios = [], [], []
+            singles, chained, seqs, ratios, layout_ratios = [], [], [], [], []
             for k in range(z.rounds):
-                # alternate, so that both see the same disk and the same neighbours
+                # alternate, so that all three see the same disk and the same neighbours
                 singles.append(raw.single(rows, z.raw_seconds))
+                chained.append(raw.single_chained(rows, z.raw_seconds))
                 seqs.append(one_at_a_time(lx, z.seq_calls, first=k * z.seq_calls))
                 ratios.append(seqs[-1][0] / singles[-1])
+                layout_ratios.append(chained[-1] / singles[-1])
 
             thr_eps, thr_per_commit = threads_in_flight(lx, z.threads, z.thread_calls)[:2]
             aio_eps, aio_per_commit = asyncio_in_flight(lx, z.aio_in_flight, z.aio_calls)[:2]
@@ -308,6 +310,12 @@ def run(store: str, quick: bool, plain_recorder: bool = False,
                           ">= 0.5x raw", ratio >= 0.5,
                           {"events_per_s": eps, "round_ratios": [round(r, 2) for r in ratios]},
                           ratio=ratio))
+    figures.append(Figure("raw commits in the store's layout", statistics.median(chained),
+                          "commits/s, each an event row and its audit-chain row", raw_single,
+                          "raw durable single-row commits/s (same rounds)",
+                          notes={"round_ratios": [round(r, 2) for r in layout_ratios],
+                                 "meaning": "what a command path with no Python at all could reach"},
+                          ratio=statistics.median(layout_ratios)))
     ceiling = f"raw batched inserts ({RAW_BATCH} rows/commit) rows/s"
     figures.append(Figure(f"{z.aio_in_flight} calls in flight, asyncio handle_async",
                           aio_eps, "events/s", raw_batch, ceiling, ">= 20000 events/s",
