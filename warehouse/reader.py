@@ -1,7 +1,18 @@
-"""Readers open the published catalog, never the loader's file."""
+"""Readers open the published catalog, never the loader's file.
+
+A process that serves reports (the API) keeps the catalog it opened attached
+and reuses it until a publish replaces the file: DuckDB's buffer pool then
+still holds the blocks the previous report read, which made a year-long
+report about a fifth faster than opening the file afresh each time
+(docs/performance.md). Each use gets its own cursor; a replaced catalog is
+closed when its last cursor is done.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,26 +21,81 @@ import duckdb
 
 from warehouse.publish import CATALOG
 
+# The attached catalog's name in a reader's connection.
+ALIAS = "lianxin_catalog"
+# Warehouses one process keeps attached (a test run opens many).
+KEEP = 4
+
 
 class NotLoaded(RuntimeError):
     """Nothing has been published yet (run ``lianxin warehouse load``)."""
 
 
+class _Attached:
+    """One published generation, attached read-only to a private in-memory
+    database. Not ``duckdb.connect(path)``: DuckDB hands every connect of a
+    path already open in this process the same database, so a process that
+    kept one open would never see the next generation."""
+
+    def __init__(self, path: Path, key: tuple[int, ...]) -> None:
+        self.key = key
+        self.root = duckdb.connect(":memory:")
+        quoted = str(path).replace("'", "''")
+        self.root.execute(f"ATTACH '{quoted}' AS {ALIAS} (READ_ONLY)").fetchall()
+        self.users = 0
+        self.retired = False
+
+    def release(self) -> None:
+        if self.retired and self.users == 0:
+            self.root.close()
+
+
+_lock = threading.Lock()
+_attached: OrderedDict[str, _Attached] = OrderedDict()
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 @contextmanager
 def open_catalog(directory: Any) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to the newest published catalog. Opening the
-    file pins that generation: a publish that swaps the file meanwhile does
-    not change what this connection sees."""
-    path = Path(directory) / CATALOG
-    if not path.exists():
-        raise NotLoaded(f"the warehouse at {directory} has not been loaded yet; "
-                        f"run `lianxin warehouse load`")
-    con = duckdb.connect(str(path), read_only=True)
+    """A read-only connection to the newest published catalog. Opening it
+    pins that generation: a publish that swaps the file meanwhile does not
+    change what this connection sees."""
+    path = Path(directory).resolve() / CATALOG
     try:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        yield con
+        key = _identity(path)
+    except FileNotFoundError:
+        raise NotLoaded(f"the warehouse at {directory} has not been loaded yet; "
+                        f"run `lianxin warehouse load`") from None
+    with _lock:
+        cat = _attached.get(str(path))
+        if cat is None or cat.key != key:
+            if cat is not None:
+                cat.retired = True
+                cat.release()
+            cat = _Attached(path, key)
+            _attached[str(path)] = cat
+        _attached.move_to_end(str(path))
+        while len(_attached) > KEEP:
+            _, old = _attached.popitem(last=False)
+            old.retired = True
+            old.release()
+        cat.users += 1
+    try:
+        con = cat.root.cursor()
+        try:
+            con.execute(f"USE {ALIAS}").fetchall()
+            con.execute("SET TimeZone = 'UTC'").fetchall()
+            yield con
+        finally:
+            con.close()
     finally:
-        con.close()
+        with _lock:
+            cat.users -= 1
+            cat.release()
 
 
 def read_meta(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -243,6 +243,18 @@ def test_facts_are_native_month_tables_and_a_publish_rewrites_only_changed_month
         lx.close()
 
 
+def _tamper(wd: Path, *statements: str) -> None:
+    """Change the published catalog the way a hand would: in a copy swapped
+    in (this process may hold the current one open for reading)."""
+    stale = wd / "tampered-catalog.duckdb"
+    shutil.copyfile(wd / "catalog.duckdb", stale)
+    con = duckdb.connect(str(stale))
+    for sql in statements:
+        con.execute(sql).fetchall()
+    con.close()
+    os.replace(stale, wd / "catalog.duckdb")
+
+
 def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: Path):
     # A catalog of another layout or generation (an older release, a copy put
     # back by hand) may hold months that differ from the loader's: the next
@@ -253,13 +265,8 @@ def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: P
         for month in (1, 2):
             _offer(lx, f"m{month}", 2, 10, month=month)
         load(lx)
-        stale = wd / "stale-catalog.duckdb"
-        shutil.copyfile(wd / "catalog.duckdb", stale)
-        con = duckdb.connect(str(stale))
-        con.execute(f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01").fetchall()
-        con.execute("UPDATE warehouse_meta SET generation = generation + 7").fetchall()
-        con.close()
-        os.replace(stale, wd / "catalog.duckdb")
+        _tamper(wd, f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01",
+                "UPDATE warehouse_meta SET generation = generation + 7")
         _offer(lx, "m2-late", 20, 10, month=2)
         load(lx)
         tree_equals_catalog(wd)
@@ -267,14 +274,55 @@ def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: P
             assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(3,)]
 
         # The layout before native month tables: views over Parquet files.
-        con = duckdb.connect(str(wd / "catalog.duckdb"))
-        con.execute("ALTER TABLE warehouse_meta DROP COLUMN catalog_layout").fetchall()
-        con.close()
+        _tamper(wd, "ALTER TABLE warehouse_meta DROP COLUMN catalog_layout")
         _offer(lx, "m1-late", 21, 10, month=1)
         load(lx)
         tree_equals_catalog(wd)
         assert _month_tables(wd) == {"fact_call__2026_01", "fact_call__2026_02"}
         with open_catalog(wd) as reader:
             assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(4,)]
+    finally:
+        lx.close()
+
+
+def _open_deleted_catalogs() -> list[str]:
+    fds = Path("/proc/self/fd")
+    out = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if "catalog" in target and target.endswith(" (deleted)"):
+            out.append(target)
+    return out
+
+
+def test_a_long_lived_reader_process_follows_every_publish_and_lets_old_catalogs_go(tmp_path: Path):
+    # The API keeps the catalog attached between reports (a warm buffer
+    # pool); it must still see each new generation, and a replaced catalog's
+    # disk space must come back once nobody reads it.
+    from warehouse.service import status
+
+    if not Path("/proc/self/fd").exists():
+        import pytest
+
+        pytest.skip("needs /proc to see open files")
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        _offer(lx, "a", 2, 10)
+        load(lx)
+        assert status(wd)["rows"]["fact_call"] == 1
+        with open_catalog(wd) as held:
+            for n in (2, 3):
+                _offer(lx, f"call-{n}", 2, 10 + n)
+                load(lx)
+                assert status(wd)["rows"]["fact_call"] == n
+            # The held connection keeps its own generation, and its file.
+            assert held.execute("SELECT count(*) FROM fact_call").fetchall() == [(1,)]
+            assert _open_deleted_catalogs()
+        assert not _open_deleted_catalogs()
+        assert status(wd)["rows"]["fact_call"] == 3
     finally:
         lx.close()
