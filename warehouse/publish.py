@@ -26,6 +26,7 @@ over the immutable event Parquet files.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -39,6 +40,8 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.db import run
+
+log = logging.getLogger(__name__)
 
 FACTS = {
     # fact -> (time column that picks the month partition, ordering key)
@@ -89,6 +92,7 @@ def _month_expr(column: str) -> str:
 def publish(con: duckdb.DuckDBPyConnection, directory: Path, *, timezone: str,
             calendar: Any | None = None) -> int:
     directory = Path(directory)
+    run(con, "SET TimeZone = 'UTC'")  # month partitions are UTC months
     run(con, MANIFEST_SQL)
     state = run(con, 
         "SELECT position, as_of_time, published_position, generation FROM loader_state"
@@ -195,8 +199,8 @@ def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[
                    *, dirty: set[tuple[str, str]], generation: int, committed: int,
                    position: int, as_of_time: Any, timezone: str, calendar: Any | None) -> None:
     tmp = directory / f".catalog-{generation:06d}-{uuid.uuid4().hex[:8]}.duckdb"
-    built = _start_catalog(con, directory / CATALOG, tmp, committed)
     try:
+        built = _start_catalog(con, directory / CATALOG, tmp, committed)
         for fact, (time_col, order) in FACTS.items():
             _write_fact_months(con, fact, time_col, order, built, dirty)
         paths = files.get("events")
@@ -223,64 +227,93 @@ def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[
             "?::INTEGER AS catalog_layout",
             [generation, position, as_of_time, timezone,
              getattr(calendar, "name", None) or "weekdays (Mon-Fri)", CATALOG_LAYOUT])
-    finally:
+        # Everything on disk before the rename: a reader may open the file
+        # the moment it has its name, and DETACH alone may leave the final
+        # checkpoint to when DuckDB lets go of the database.
+        run(con, "CHECKPOINT cat")
         run(con, "DETACH cat")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        # A failed publish (a full disk, say) must not leave a catalog-sized
+        # copy behind each time it is retried, nor ``cat`` attached.
+        try:
+            run(con, "DETACH DATABASE IF EXISTS cat")
+        except duckdb.Error:
+            pass
+        for leftover in (tmp, Path(f"{tmp}.wal")):
+            leftover.unlink(missing_ok=True)
+        raise
     os.replace(tmp, directory / CATALOG)
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform without directory fsync
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _start_catalog(con: duckdb.DuckDBPyConnection, current: Path, tmp: Path,
-                   committed: int) -> set[tuple[str, str]]:
+                   committed: int) -> dict[tuple[str, str], int]:
     """Attach the next catalog as ``cat``, begun as a copy of the current one
     when that holds this loader's last publish (or the one after it, swapped
     in by a publish that crashed before its commit: that one's dirty months
-    are still dirty). Returns the fact months it already holds; everything
-    but those month tables is dropped, to be written again."""
+    are still dirty). Returns the fact months it already holds, with their
+    row counts; everything but those month tables is dropped, to be written
+    again. A catalog that cannot be read, or is not this loader's, is not
+    built upon: the next one is written whole."""
     if current.exists():
         shutil.copyfile(current, tmp)
-        run(con, f"ATTACH '{tmp}' AS cat")
         try:
+            run(con, f"ATTACH '{tmp}' AS cat")
             meta = run(con, "SELECT generation, catalog_layout FROM cat.warehouse_meta")
-        except duckdb.Error:  # an older layout, or no catalog of ours
-            meta = []
-        if meta and meta[0][1] == CATALOG_LAYOUT and meta[0][0] in (committed, committed + 1):
+            reusable = bool(meta) and meta[0][1] == CATALOG_LAYOUT and meta[0][0] in (
+                committed, committed + 1)
+        except duckdb.Error as exc:  # an older layout, a damaged file, a newer DuckDB's
+            log.warning("publishing a whole new catalog: the current one is not reusable (%s)",
+                        str(exc).splitlines()[0])
+            reusable = False
+        if reusable:
             for name, kind in run(con,
                     "SELECT table_name, table_type FROM information_schema.tables "
                     "WHERE table_catalog = 'cat' AND table_schema = 'main'"):
                 run(con, f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} cat.main.{name}")
-            return {_month_of_table(r[0]) for r in run(con,
-                    "SELECT table_name FROM information_schema.tables "
-                    f"WHERE table_catalog = 'cat' AND table_schema = '{MONTH_SCHEMA}'")}
-        run(con, "DETACH cat")
+            return {_month_of_table(name): run(con,
+                        f"SELECT count(*) FROM cat.{MONTH_SCHEMA}.{name}")[0][0]
+                    for (name,) in run(con,
+                        "SELECT table_name FROM information_schema.tables "
+                        f"WHERE table_catalog = 'cat' AND table_schema = '{MONTH_SCHEMA}'")}
+        run(con, "DETACH DATABASE IF EXISTS cat")
         tmp.unlink()
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
     run(con, f"ATTACH '{tmp}' AS cat")
     run(con, f"CREATE SCHEMA cat.{MONTH_SCHEMA}")
-    return set()
+    return {}
 
 
 def _write_fact_months(con: duckdb.DuckDBPyConnection, fact: str, time_col: str, order: str,
-                       built: set[tuple[str, str]], dirty: set[tuple[str, str]]) -> None:
+                       built: dict[tuple[str, str], int], dirty: set[tuple[str, str]]) -> None:
     """One native table per month of the fact, and the fact as a view over
-    them all. A month is written when it is dirty, new, or was made with
-    other columns; the others are kept from the previous catalog."""
-    months = sorted(r[0] for r in run(con, f"SELECT DISTINCT {_month_expr(time_col)} FROM main.{fact}"))
+    them all. A month is written when it is dirty, new, or its table differs
+    from the loader's month in columns or in row count (someone edited the
+    published file); the others are kept from the previous catalog."""
+    counts = dict(run(con, f"SELECT {_month_expr(time_col)}, count(*) FROM main.{fact} GROUP BY 1"))
+    months = sorted(counts)
     columns = _columns(con, run(con, "SELECT current_database()")[0][0], "main", fact)
-    kept = {m for f, m in built if f == fact}
-    dropped = False
-    for month in kept - set(months):
+    kept = {m: n for (f, m), n in built.items() if f == fact}
+    rewrite = [m for m in months
+               if m not in kept or (fact, m) in dirty or kept[m] != counts[m]
+               or _columns(con, "cat", MONTH_SCHEMA, _month_table(fact, m)) != columns]
+    gone = [m for m in kept if m not in counts or m in rewrite]
+    for month in gone:
         run(con, f"DROP TABLE cat.{MONTH_SCHEMA}.{_month_table(fact, month)}")
-        dropped = True
-    for month in months:
-        table = f"cat.{MONTH_SCHEMA}.{_month_table(fact, month)}"
-        if (month in kept and (fact, month) not in dirty
-                and _columns(con, "cat", MONTH_SCHEMA, _month_table(fact, month)) == columns):
-            continue
-        if month in kept:
-            run(con, f"DROP TABLE {table}")
-            dropped = True
-        run(con, f"CREATE TABLE {table} AS SELECT * FROM main.{fact} "
-                 f"WHERE {_month_filter(time_col, month)} ORDER BY {order}")
-    if dropped:
-        run(con, "CHECKPOINT cat")  # so the next months reuse the dropped blocks
+    if gone:
+        run(con, "CHECKPOINT cat")  # so the months written next reuse the dropped blocks
+    for month in rewrite:
+        run(con, f"CREATE TABLE cat.{MONTH_SCHEMA}.{_month_table(fact, month)} AS "
+                 f"SELECT * FROM main.{fact} WHERE {_month_filter(time_col, month)} ORDER BY {order}")
     if months:
         union = " UNION ALL ".join(
             f"SELECT * FROM {MONTH_SCHEMA}.{_month_table(fact, m)}" for m in months)

@@ -285,7 +285,7 @@ def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: P
         lx.close()
 
 
-def _open_deleted_catalogs() -> list[str]:
+def _open_deleted_catalogs(wd: Path) -> list[str]:
     fds = Path("/proc/self/fd")
     out = []
     for fd in fds.iterdir():
@@ -293,7 +293,7 @@ def _open_deleted_catalogs() -> list[str]:
             target = os.readlink(fd)
         except OSError:
             continue
-        if "catalog" in target and target.endswith(" (deleted)"):
+        if target.startswith(str(wd.resolve())) and target.endswith(" (deleted)"):
             out.append(target)
     return out
 
@@ -321,8 +321,59 @@ def test_a_long_lived_reader_process_follows_every_publish_and_lets_old_catalogs
                 assert status(wd)["rows"]["fact_call"] == n
             # The held connection keeps its own generation, and its file.
             assert held.execute("SELECT count(*) FROM fact_call").fetchall() == [(1,)]
-            assert _open_deleted_catalogs()
-        assert not _open_deleted_catalogs()
+            assert _open_deleted_catalogs(wd)
+        assert not _open_deleted_catalogs(wd)
         assert status(wd)["rows"]["fact_call"] == 3
+    finally:
+        lx.close()
+
+
+def test_an_edited_or_unreadable_catalog_is_replaced_and_a_failed_publish_leaves_no_copy(
+        tmp_path: Path, monkeypatch):
+    import warehouse.publish as publish
+
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        for month in (1, 2):
+            _offer(lx, f"m{month}", 2, 10, month=month)
+        load(lx)
+        # Rows deleted by hand in a month nobody loads into any more.
+        _tamper(wd, f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01")
+        _offer(lx, "m2-late", 20, 10, month=2)
+        load(lx)
+        tree_equals_catalog(wd)
+
+        # A damaged file (a bad restore): the next publish writes a whole new one.
+        (wd / "catalog.duckdb").write_bytes(b"not a database" * 100)
+        _offer(lx, "m2-later", 21, 10, month=2)
+        load(lx)
+        tree_equals_catalog(wd)
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(4,)]
+
+        # A publish that fails half-way (a full disk) leaves no copy behind,
+        # and the next one works.
+        real_run = publish.run
+
+        def full_disk(con, sql, params=None):
+            if sql.startswith(f"CREATE TABLE cat.{MONTH_SCHEMA}."):
+                raise duckdb.IOException("No space left on device")
+            return real_run(con, sql, params)
+
+        monkeypatch.setattr(publish, "run", full_disk)
+        _offer(lx, "m1-late", 21, 10, month=1)
+        try:
+            load(lx)
+        except duckdb.IOException:
+            pass
+        else:
+            raise AssertionError("the injected failure did not happen")
+        assert not list(wd.glob(".catalog-*"))
+        monkeypatch.setattr(publish, "run", real_run)
+        load(lx)
+        tree_equals_catalog(wd)
+        with open_catalog(wd) as reader:
+            assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(5,)]
     finally:
         lx.close()
