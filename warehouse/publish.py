@@ -460,6 +460,12 @@ def _collect_garbage(con: duckdb.DuckDBPyConnection, directory: Path,
         con.executemany("INSERT INTO t_expired VALUES (?)", [(p,) for p in expired]).fetchall()
         run(con, "DELETE FROM retired_file WHERE path IN (SELECT path FROM t_expired)")
         run(con, "DROP TABLE t_expired")
+    # Staging folders of a publish that crashed: their files were retired
+    # above like any unreferenced file; once those are gone, so is the folder
+    # (only one loader runs, and its own publish removed its staging folder).
+    for staging in (root.glob(".staging-*") if root.exists() else ()):
+        if not any(p.is_file() for p in staging.rglob("*")):
+            shutil.rmtree(staging, ignore_errors=True)
     # A catalog under construction is never opened by readers: only a crash
     # leaves one behind, and its age is all that matters.
     now = time.time()

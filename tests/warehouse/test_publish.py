@@ -377,3 +377,24 @@ def test_an_edited_or_unreadable_catalog_is_replaced_and_a_failed_publish_leaves
             assert reader.execute("SELECT count(*) FROM fact_call").fetchall() == [(5,)]
     finally:
         lx.close()
+
+
+def test_a_crashed_publishs_staging_folders_go_once_their_files_have(tmp_path: Path):
+    lx = build(make_settings(tmp_path / "home"))
+    try:
+        wd = lx.settings.warehouse_dir
+        _offer(lx, "a", 2, 10)
+        load(lx)
+        empty = wd / FILES / ".staging-g000009-crashed" / "fact_call" / "lianxin_month=2026-03"
+        empty.mkdir(parents=True)
+        full = wd / FILES / ".staging-g000010-crashed" / "fact_call"
+        full.mkdir(parents=True)
+        shutil.copy(next((wd / FILES / "fact_call").rglob("*.parquet")), full / "x.parquet")
+        load(lx)
+        assert not empty.parent.parent.exists()
+        assert (full / "x.parquet").exists()  # retired: kept for the grace period
+        _backdate_retirements(wd, GRACE_SECONDS + 60)
+        load(lx)
+        assert not full.parent.exists()
+    finally:
+        lx.close()
