@@ -25,6 +25,13 @@ from warehouse.publish import CATALOG
 ALIAS = "lianxin_catalog"
 # Warehouses one process keeps attached (a test run opens many).
 KEEP = 4
+# Each attachment is a DuckDB database of its own; with DuckDB's default
+# (80% of RAM each) a few of them would each believe they may take most of
+# the machine. Spill files go beside the catalog (DuckDB's default for an
+# in-memory database is ``.tmp`` in the working directory, which a service
+# may not be allowed to write).
+MEMORY_LIMIT = os.environ.get("LIANXIN_READER_MEMORY_LIMIT", "20%")
+SPILL_DIR = ".reader-spill"
 
 
 class NotLoaded(RuntimeError):
@@ -39,7 +46,8 @@ class _Attached:
 
     def __init__(self, path: Path, key: tuple[int, ...]) -> None:
         self.key = key
-        self.root = duckdb.connect(":memory:")
+        self.root = duckdb.connect(":memory:", config={
+            "memory_limit": MEMORY_LIMIT, "temp_directory": str(path.parent / SPILL_DIR)})
         quoted = str(path).replace("'", "''")
         self.root.execute(f"ATTACH '{quoted}' AS {ALIAS} (READ_ONLY)").fetchall()
         self.users = 0
@@ -52,6 +60,18 @@ class _Attached:
 
 _lock = threading.Lock()
 _attached: OrderedDict[str, _Attached] = OrderedDict()
+
+
+def _forget_after_fork() -> None:
+    # A forked child inherits neither the lock's holder nor DuckDB's worker
+    # threads: it starts with nothing attached.
+    global _lock
+    _lock = threading.Lock()
+    _attached.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _identity(path: Path) -> tuple[int, ...]:
