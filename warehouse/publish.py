@@ -241,8 +241,7 @@ def _write_catalog(con: duckdb.DuckDBPyConnection, directory: Path, files: dict[
             run(con, "DETACH DATABASE IF EXISTS cat")
         except duckdb.Error:
             pass
-        for leftover in (tmp, Path(f"{tmp}.wal")):
-            leftover.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     os.replace(tmp, directory / CATALOG)
     try:
@@ -286,11 +285,15 @@ def _start_catalog(con: duckdb.DuckDBPyConnection, current: Path, tmp: Path,
                         "SELECT table_name FROM information_schema.tables "
                         f"WHERE table_catalog = 'cat' AND table_schema = '{MONTH_SCHEMA}'")}
         run(con, "DETACH DATABASE IF EXISTS cat")
-        tmp.unlink()
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
+        _discard(tmp)
     run(con, f"ATTACH '{tmp}' AS cat")
     run(con, f"CREATE SCHEMA cat.{MONTH_SCHEMA}")
     return {}
+
+
+def _discard(catalog: Path) -> None:
+    for path in (catalog, Path(f"{catalog}.wal")):
+        path.unlink(missing_ok=True)
 
 
 def _write_fact_months(con: duckdb.DuckDBPyConnection, fact: str, time_col: str, order: str,

@@ -199,6 +199,13 @@ def test_the_parquet_tree_reads_the_same_in_pyarrow_and_polars(tmp_path: Path):
         lx.close()
 
 
+def _load_months(lx, *months: int) -> None:
+    """One call offered in each month of 2026, then loaded and published."""
+    for month in months:
+        _offer(lx, f"m{month}", 2, 10, month=month)
+    load(lx)
+
+
 def _month_tables(wd: Path) -> set[str]:
     con = duckdb.connect(str(wd / "catalog.duckdb"), read_only=True)
     try:
@@ -218,9 +225,7 @@ def test_facts_are_native_month_tables_and_a_publish_rewrites_only_changed_month
     lx = build(make_settings(tmp_path / "home"))
     try:
         wd = lx.settings.warehouse_dir
-        for month in (1, 2, 3):
-            _offer(lx, f"m{month}", 2, 10, month=month)
-        load(lx)
+        _load_months(lx, 1, 2, 3)
         assert _month_tables(wd) == {"fact_call__2026_01", "fact_call__2026_02", "fact_call__2026_03"}
         statements: list[str] = []
         real_run = publish.run
@@ -262,9 +267,7 @@ def test_a_catalog_the_loader_did_not_publish_last_is_not_built_upon(tmp_path: P
     lx = build(make_settings(tmp_path / "home"))
     try:
         wd = lx.settings.warehouse_dir
-        for month in (1, 2):
-            _offer(lx, f"m{month}", 2, 10, month=month)
-        load(lx)
+        _load_months(lx, 1, 2)
         _tamper(wd, f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01",
                 "UPDATE warehouse_meta SET generation = generation + 7")
         _offer(lx, "m2-late", 20, 10, month=2)
@@ -335,9 +338,7 @@ def test_an_edited_or_unreadable_catalog_is_replaced_and_a_failed_publish_leaves
     lx = build(make_settings(tmp_path / "home"))
     try:
         wd = lx.settings.warehouse_dir
-        for month in (1, 2):
-            _offer(lx, f"m{month}", 2, 10, month=month)
-        load(lx)
+        _load_months(lx, 1, 2)
         # Rows deleted by hand in a month nobody loads into any more.
         _tamper(wd, f"DELETE FROM {MONTH_SCHEMA}.fact_call__2026_01")
         _offer(lx, "m2-late", 20, 10, month=2)
